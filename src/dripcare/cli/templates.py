@@ -1,0 +1,80 @@
+"""`dripcare templates check|preview` (SPEC 4, 9): parse, call templates, print."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from ..campaigns import CHANNELS
+from ..templates import Templates, TemplateError, check_templates, sample_contexts, sms_segments
+from .common import clinic_and_campaigns, console, fail, settings
+
+app = typer.Typer(help="Check and preview the message templates.", no_args_is_help=True)
+
+
+def _say(line: str) -> None:
+    # soft_wrap: one problem stays one line, whatever the terminal width.
+    console.print(line, markup=False, soft_wrap=True)
+
+
+@app.command()
+def check() -> None:
+    """Render every template with sample patients; exit 1 on any error."""
+    clinic, campaigns = clinic_and_campaigns()
+    errors, warnings = check_templates(settings().config_dir, settings().messages_dir, clinic, campaigns)
+    for line in errors:
+        _say(f"error: {line}")
+    for line in warnings:
+        _say(f"warning: {line}")
+    verdict = "templates check failed" if errors else "templates OK"
+    _say(f"{verdict}: {len(errors)} error{'s' * (len(errors) != 1)}, "
+         f"{len(warnings)} warning{'s' * (len(warnings) != 1)} ({len(campaigns)} campaign{'s' * (len(campaigns) != 1)})")
+    raise typer.Exit(1 if errors else 0)
+
+
+@app.command()
+def preview(
+    campaign: Annotated[str, typer.Option("--campaign", help="Campaign id.")],
+    step: Annotated[str, typer.Option("--step", help="Step id.")],
+    channel: Annotated[Optional[str], typer.Option("--channel", help="sms or email; default: every channel of the step.")] = None,
+    locale: Annotated[Optional[str], typer.Option("--locale", help="Template locale; default: the clinic's.")] = None,
+    discreet: Annotated[bool, typer.Option("--discreet", help="As a discreet patient sees it.")] = False,
+) -> None:
+    """Show one step as a sample patient would get it."""
+    clinic, campaigns = clinic_and_campaigns()
+    found = campaigns.get(campaign)
+    if found is None:
+        fail(f"unknown campaign {campaign!r}; campaigns: {', '.join(sorted(campaigns)) or 'none'}")
+    the_step = found.step(step)
+    if the_step is None:
+        fail(f"campaign {campaign!r} has no step {step!r}; steps: {', '.join(s.id for s in found.steps)}")
+    if channel is not None and channel not in CHANNELS:
+        fail(f"--channel {channel!r} is not sms or email")
+    if channel is not None and channel not in the_step.channels:
+        fail(f"step {step!r} does not send by {channel}; it uses {', '.join(the_step.channels)}")
+    locale = locale or clinic.locale
+    label, context = sample_contexts(clinic, found, the_step, locale, discreet=(discreet,), filled=(True,))[0]
+    templates = Templates(settings().messages_dir, clinic)
+    try:
+        for each in [channel] if channel else the_step.channels:
+            _show(templates, found.id, step, each, locale, context, f"{found.id}/{step} {each}, {locale}")
+    except TemplateError as error:
+        fail(str(error))
+    _say(f"(sample: {label})")
+
+
+def _show(templates: Templates, campaign_id: str, step_id: str, channel: str, locale: str,
+          context: dict, title: str) -> None:
+    console.rule(title, style="dim")
+    if channel == "sms":
+        sms = templates.render_sms(campaign_id, step_id, locale, context)
+        _say(sms.text)
+        footer = templates.clinic.sms_footer
+        with_footer = sms_segments(f"{sms.text}\n{templates.render_text(footer, context)}")[0] if footer else sms.segments
+        _say(f"[{len(sms.text)} characters, {sms.segments} segment{'s' * (sms.segments != 1)} {sms.encoding}; "
+             f"{with_footer} with the first-message footer]")
+    else:
+        email = templates.render_email(campaign_id, step_id, locale, context)
+        _say(f"Subject: {email.subject}\n")
+        _say(email.text)

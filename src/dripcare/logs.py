@@ -1,0 +1,30 @@
+"""Log set-up for the worker and web processes: text or one JSON object per line.
+Callers log message ids and masked contacts only, never a body (SPEC 10)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import datetime, timezone
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        document = {"at": datetime.fromtimestamp(record.created, timezone.utc).isoformat(),
+                    "level": record.levelname.lower(), "logger": record.name, "message": record.getMessage()}
+        if record.exc_info:
+            document["error"] = self.formatException(record.exc_info)
+        return json.dumps(document)
+
+
+def configure(log_format: str, level: int = logging.INFO) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if log_format == "json" else
+                         logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # The twilio SDK logs request bodies (patients' texts and numbers) at DEBUG/INFO.
+    logging.getLogger("twilio").setLevel(logging.WARNING)

@@ -1,0 +1,58 @@
+"""Choose each channel's transport from settings (SPEC 3.1).
+
+A real transport with missing credentials is a start-up error (SettingsError, one line),
+never a quiet fallback to the console.
+"""
+
+from __future__ import annotations
+
+from ..settings import Settings, SettingsError
+from .base import ERROR_KINDS, Outgoing, Transport, TransportError, email_headers, mask_contact
+from .console import ConsoleTransport
+from .files import FileTransport
+
+__all__ = ["ERROR_KINDS", "Outgoing", "Transport", "TransportError", "build_transports",
+           "email_headers", "mask_contact"]
+
+DEFAULT_EMAIL_FROM = "dripcare@localhost"
+
+
+def build_transports(settings: Settings, *, console=None) -> dict[str, Transport]:
+    """{"sms": ..., "email": ...} as DRIPCARE_SMS_TRANSPORT / DRIPCARE_EMAIL_TRANSPORT say."""
+    return {"sms": _sms(settings, console), "email": _email(settings, console)}
+
+
+def _sms(settings: Settings, console) -> Transport:
+    kind = settings.sms_transport
+    if kind == "console":
+        return ConsoleTransport("sms", console)
+    if kind == "file":
+        return FileTransport("sms", settings.outbox_dir)
+    from .twilio_sms import TwilioSms  # the SDK loads only where it is used
+
+    twilio = settings.twilio()
+    settings.require_secret_key()
+    return TwilioSms(**twilio, public_base_url=settings.public_base_url)
+
+
+def _email(settings: Settings, console) -> Transport:
+    kind = settings.email_transport
+    if kind == "console":
+        return ConsoleTransport("email", console)
+    if kind == "file":
+        return FileTransport("email", settings.outbox_dir, _env(settings, "EMAIL_FROM") or DEFAULT_EMAIL_FROM,
+                             _env(settings, "EMAIL_REPLY_TO"))
+    from .smtp_email import SmtpEmail
+
+    smtp = settings.smtp()
+    settings.require_secret_key()
+    if settings.public_base_url is None:
+        # Every email carries a one-click unsubscribe link (SPEC 7 "Email"), built on this URL.
+        raise SettingsError("DRIPCARE_PUBLIC_BASE_URL is not set; the smtp email transport needs it for unsubscribe links")
+    return SmtpEmail(**smtp)
+
+
+def _env(settings: Settings, name: str) -> str | None:
+    # Settings has no accessor for these outside smtp(), which would also demand SMTP_HOST.
+    value = settings.env.get(name, "").strip()
+    return value or None
