@@ -5,6 +5,7 @@ Every test works on a copy of the shipped example config and messages in tmp_pat
 
 from __future__ import annotations
 
+import os
 import shutil
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -20,7 +21,7 @@ from dripcare.templates import (
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "src" / "dripcare" / "examples"
 UTC = timezone.utc
-# Wednesday 2026-0610 10:00 in Edmonton (UTC-6 in summer).
+# Wednesday 2026-06-10 10:00 in Edmonton (UTC-6 in summer).
 NOW = datetime(2026, 6, 10, 16, 0, tzinfo=UTC)
 
 
@@ -114,7 +115,7 @@ def test_printing_an_empty_optional_value_fails_check(dirs, clinic, campaigns):
 
 def test_literal_none_in_output_fails_check(dirs, clinic, campaigns):
     path = dirs[1] / "ketamine-iv" / "day-of.sms.j2"
-    path.write_text("{{ clinic.sms_name }}: room {{ 'x' ~ session.location }}.\n", encoding="utf-8")
+    path.write_text("{{ clinic.sms_name }}: room {{ 'Room ' ~ session.location }}.\n", encoding="utf-8")
     errors, _ = run_check(dirs, clinic, campaigns)
     assert any(str(path) in line and "literal None" in line for line in errors), errors
 
@@ -218,7 +219,6 @@ def test_render_text_for_clinic_replies(dirs, clinic):
 
 
 def test_a_fixed_template_is_picked_up_without_a_restart(dirs, clinic, campaigns):
-    import os
     templates = Templates(dirs[1], clinic)
     path = dirs[1] / "ketamine-iv" / "welcome.sms.j2"
     path.write_text("Helo {{ patient.name }}\n")

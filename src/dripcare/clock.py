@@ -7,6 +7,7 @@ pass `now` down, so tests and the demo can travel through a whole course in seco
 from __future__ import annotations
 
 import re
+import threading
 import time
 from datetime import datetime, timedelta, timezone
 from typing import Protocol
@@ -33,19 +34,23 @@ class SimulatedClock:
 
 
 class VirtualClock:
-    """Moves only when told to: the demo and tests step it through a course."""
+    """Moves only when told to: the demo and tests step it through a course. Send
+    threads advance it while waiting for a rate slot, hence the lock."""
 
     def __init__(self, start: datetime):
         self._now = start
+        self._lock = threading.Lock()
 
     def now(self) -> datetime:
         return self._now
 
     def advance(self, delta: timedelta) -> None:
-        self._now += delta
+        with self._lock:
+            self._now += delta
 
     def set(self, when: datetime) -> None:
-        self._now = when
+        with self._lock:
+            self._now = when
 
 
 _NOW_SPEC = re.compile(r"^\s*(?P<at>\S+)(?:\s+x(?P<speed>\d+(?:\.\d+)?))?\s*$")

@@ -501,7 +501,9 @@ def _check_step(found: _Findings, templates: Templates, campaign: Campaign, step
                     if _NONE.search(email.subject) or _NONE.search(email.text):
                         found.error(f"{where}: renders a literal None", sample)
             except TemplateError as error:
-                found.error(str(error), sample)
+                # A syntax error or a missing file is the same for every sample: name none.
+                static = isinstance(error.__cause__, jinja2.TemplateSyntaxError | jinja2.TemplateNotFound)
+                found.error(str(error), None if static else sample)
 
 
 def _check_strays(found: _Findings, messages_dir: Path, campaigns: dict[str, Campaign]) -> None:
@@ -545,4 +547,4 @@ def check_templates(config_dir: Path, messages_dir: Path, clinic: Clinic,
     if Path(messages_dir).is_dir():
         _check_strays(found, Path(messages_dir), campaigns)
     _check_clinic_texts(found, templates, config_dir, terms)
-    return list(found.errors), list(found.warnings)
+    return list(found.errors.values()), list(found.warnings.values())

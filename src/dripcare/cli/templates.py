@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..campaigns import CHANNELS
-from ..templates import Templates, TemplateError, check_templates, sample_contexts, sms_segments
+from ..templates import Templates, TemplateError, check_templates, sample_contexts
 from .common import clinic_and_campaigns, console, fail, settings
 
 app = typer.Typer(help="Check and preview the message templates.", no_args_is_help=True)
@@ -28,17 +28,23 @@ def check() -> None:
     for line in warnings:
         _say(f"warning: {line}")
     verdict = "templates check failed" if errors else "templates OK"
-    _say(f"{verdict}: {len(errors)} error{'s' * (len(errors) != 1)}, "
-         f"{len(warnings)} warning{'s' * (len(warnings) != 1)} ({len(campaigns)} campaign{'s' * (len(campaigns) != 1)})")
+    _say(f"{verdict}: {_count(len(errors), 'error')}, {_count(len(warnings), 'warning')} "
+         f"({_count(len(campaigns), 'campaign')})")
     raise typer.Exit(1 if errors else 0)
+
+
+def _count(number: int, word: str) -> str:
+    return f"{number} {word}{'' if number == 1 else 's'}"
 
 
 @app.command()
 def preview(
     campaign: Annotated[str, typer.Option("--campaign", help="Campaign id.")],
     step: Annotated[str, typer.Option("--step", help="Step id.")],
-    channel: Annotated[Optional[str], typer.Option("--channel", help="sms or email; default: every channel of the step.")] = None,
-    locale: Annotated[Optional[str], typer.Option("--locale", help="Template locale; default: the clinic's.")] = None,
+    channel: Annotated[Optional[str], typer.Option(
+        "--channel", help="sms or email; default: every channel of the step.")] = None,
+    locale: Annotated[Optional[str], typer.Option(
+        "--locale", help="Template locale; default: the clinic's.")] = None,
     discreet: Annotated[bool, typer.Option("--discreet", help="As a discreet patient sees it.")] = False,
 ) -> None:
     """Show one step as a sample patient would get it."""
@@ -71,9 +77,10 @@ def _show(templates: Templates, campaign_id: str, step_id: str, channel: str, lo
         sms = templates.render_sms(campaign_id, step_id, locale, context)
         _say(sms.text)
         footer = templates.clinic.sms_footer
-        with_footer = sms_segments(f"{sms.text}\n{templates.render_text(footer, context)}")[0] if footer else sms.segments
-        _say(f"[{len(sms.text)} characters, {sms.segments} segment{'s' * (sms.segments != 1)} {sms.encoding}; "
-             f"{with_footer} with the first-message footer]")
+        # The footer rides on the first SMS of an enrollment: show what it costs.
+        first = templates.render_sms(campaign_id, step_id, locale, context, footer) if footer else sms
+        _say(f"[{len(sms.text)} characters, {_count(sms.segments, 'segment')} {sms.encoding}; "
+             f"{first.segments} with the first-message footer]")
     else:
         email = templates.render_email(campaign_id, step_id, locale, context)
         _say(f"Subject: {email.subject}\n")

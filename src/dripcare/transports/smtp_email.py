@@ -90,8 +90,8 @@ class SmtpEmail:
         except smtplib.SMTPDataError as error:  # DATA itself refused: nothing was delivered
             raise _reply_error(error.smtp_code, "data") from error
         except OSError as error:  # timeout or disconnect with the message in flight
-            raise TransportError("ambiguous", "timeout" if isinstance(error, TimeoutError) else "smtp:disconnected",
-                                 "no answer after the message was sent") from error
+            code = "timeout" if _timed_out(error) else "smtp:disconnected"
+            raise TransportError("ambiguous", code, "no answer after the message was sent") from error
         _expect(code, (250,), "data")
 
     def _payload(self, smtp: smtplib.SMTP, message: EmailMessage, recipient: str) -> tuple[bytes, list[str]]:
@@ -126,8 +126,13 @@ def _failure(error: OSError, phase: str) -> TransportError:
     if isinstance(error, ssl.SSLCertVerificationError):
         return TransportError("account", "tls", "the server's certificate is not trusted")
     # Refused, unreachable, timed out or dropped before DATA: nothing was delivered.
-    code = "timeout" if isinstance(error, TimeoutError) else "connection"
+    code = "timeout" if _timed_out(error) else "connection"
     return TransportError("retryable", code, f"{phase}: {type(error).__name__}")
+
+
+def _timed_out(error: OSError) -> bool:
+    # smtplib reports a read timeout as SMTPServerDisconnected, raised while handling it.
+    return isinstance(error, TimeoutError) or isinstance(error.__context__, TimeoutError)
 
 
 def _reply_error(code: int, phase: str) -> TransportError:

@@ -1,0 +1,96 @@
+"""SendRate: no one-second window holds more sends than the rate, under many threads."""
+
+import threading
+import time
+from bisect import bisect_left
+
+import pytest
+
+from dripcare.rate import SendRate
+
+
+class FakeTime:
+    """A shared clock that only moves when a thread sleeps (never earlier than it asked)."""
+
+    def __init__(self):
+        self.t = 0.0
+        self.sleeps = 0
+        self._lock = threading.Lock()
+
+    def now(self) -> float:
+        with self._lock:
+            return self.t
+
+    def sleep(self, seconds: float) -> None:
+        assert seconds > 0
+        with self._lock:
+            self.t += seconds
+            self.sleeps += 1
+
+
+def most_in_any_window(stamps, width):
+    stamps = sorted(stamps)
+    # A window starting at each send is the worst case; 1e-9 absorbs float sums like 0.1 * 3.
+    return max(bisect_left(stamps, s + width - 1e-9) - i for i, s in enumerate(stamps))
+
+
+def send_from_threads(rate: SendRate, total: int, threads: int = 8) -> list[float]:
+    stamps, lock = [], threading.Lock()
+    remaining = iter(range(total))
+
+    def worker():
+        while True:
+            with lock:
+                if next(remaining, None) is None:
+                    return
+            stamp = rate.acquire()
+            with lock:
+                stamps.append(stamp)
+
+    pool = [threading.Thread(target=worker) for _ in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join(timeout=30)
+    assert not any(thread.is_alive() for thread in pool)
+    return stamps
+
+
+@pytest.mark.parametrize("per_second, width, most", [(5, 1.0, 5), (0.5, 2.0, 1), (2.5, 1.0, 2), (1, 1.0, 1)])
+def test_eight_threads_never_crowd_a_window(per_second, width, most):
+    clock = FakeTime()
+    stamps = send_from_threads(SendRate(per_second, now=clock.now, sleep=clock.sleep), 100)
+    assert len(stamps) == 100
+    assert most_in_any_window(stamps, width) <= most
+    assert most_in_any_window(stamps, 1.0) <= max(1, per_second)
+
+
+@pytest.mark.parametrize("per_second, last", [(5, 19.0), (0.5, 198.0), (1, 99.0)])
+def test_one_sender_gets_the_full_rate(per_second, last):
+    clock = FakeTime()
+    rate = SendRate(per_second, now=clock.now, sleep=clock.sleep)
+    stamps = [rate.acquire() for _ in range(100)]
+    assert stamps[-1] == pytest.approx(last)  # not slower than the rate allows
+    assert most_in_any_window(stamps, 1.0) <= max(1, per_second)
+
+
+def test_sends_within_the_rate_do_not_wait():
+    clock = FakeTime()
+    rate = SendRate(5, now=clock.now, sleep=clock.sleep)
+    for _ in range(5):
+        rate.acquire()
+    assert clock.sleeps == 0
+
+
+def test_with_the_real_clock():
+    rate = SendRate(50)
+    started = time.monotonic()
+    stamps = send_from_threads(rate, 60, threads=4)
+    assert most_in_any_window(stamps, 1.0) <= 50
+    assert time.monotonic() - started >= 0.9  # the 51st send waited for the first to leave the window
+
+
+@pytest.mark.parametrize("bad", [0, -1])
+def test_rate_must_be_positive(bad):
+    with pytest.raises(ValueError):
+        SendRate(bad)
