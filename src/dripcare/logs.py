@@ -28,3 +28,5 @@ def configure(log_format: str, level: int = logging.INFO) -> None:
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     # The twilio SDK logs request bodies (patients' texts and numbers) at DEBUG/INFO.
     logging.getLogger("twilio").setLevel(logging.WARNING)
+    # urllib3's debug lines carry request URLs, and a Twilio lookup's URL holds the number.
+    logging.getLogger("urllib3").setLevel(logging.WARNING)

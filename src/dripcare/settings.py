@@ -136,6 +136,14 @@ class Settings:
         return self._get("DRIPCARE_SECRET_KEY_OLD")
 
     @cached_property
+    def email_from(self) -> str | None:
+        return self._get("EMAIL_FROM")
+
+    @cached_property
+    def email_reply_to(self) -> str | None:
+        return self._get("EMAIL_REPLY_TO")
+
+    @cached_property
     def now_spec(self) -> str | None:
         return self._get("DRIPCARE_NOW")
 
@@ -167,9 +175,10 @@ class Settings:
         security = self._choice("SMTP_SECURITY", "starttls", ("starttls", "ssl", "none"))
         port = self._number("SMTP_PORT", "465" if security == "ssl" else "587")
         sender = self._required("EMAIL_FROM", "the smtp email transport needs a From address")
+        reply_to = self.email_reply_to
         return {"host": host, "port": port, "security": security,
                 "username": self._get("SMTP_USERNAME"), "password": self._get("SMTP_PASSWORD"),
-                "email_from": sender, "reply_to": self._get("EMAIL_REPLY_TO")}
+                "email_from": sender, "reply_to": reply_to}
 
     def require_secret_key(self) -> str:
         return self._required("DRIPCARE_SECRET_KEY", "a real transport needs it to sign unsubscribe links")

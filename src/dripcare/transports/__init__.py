@@ -40,8 +40,8 @@ def _email(settings: Settings, console) -> Transport:
     if kind == "console":
         return ConsoleTransport("email", console)
     if kind == "file":
-        return FileTransport("email", settings.outbox_dir, _env(settings, "EMAIL_FROM") or DEFAULT_EMAIL_FROM,
-                             _env(settings, "EMAIL_REPLY_TO"))
+        return FileTransport("email", settings.outbox_dir, settings.email_from or DEFAULT_EMAIL_FROM,
+                             settings.email_reply_to)
     from .smtp_email import SmtpEmail
 
     smtp = settings.smtp()
@@ -50,9 +50,3 @@ def _email(settings: Settings, console) -> Transport:
         # Every email carries a one-click unsubscribe link (SPEC 7 "Email"), built on this URL.
         raise SettingsError("DRIPCARE_PUBLIC_BASE_URL is not set; the smtp email transport needs it for unsubscribe links")
     return SmtpEmail(**smtp)
-
-
-def _env(settings: Settings, name: str) -> str | None:
-    # Settings has no accessor for these outside smtp(), which would also demand SMTP_HOST.
-    value = settings.env.get(name, "").strip()
-    return value or None

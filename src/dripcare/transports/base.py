@@ -61,7 +61,8 @@ def email_headers(outgoing: Outgoing, email_from: str, reply_to: str | None) -> 
     headers = {"From": email_from, "To": outgoing.to}
     if reply_to:
         headers["Reply-To"] = reply_to
-    headers["Subject"] = outgoing.subject or ""
+    # A template's stray newline must not become a header break (the email library refuses one).
+    headers["Subject"] = " ".join((outgoing.subject or "").split())
     headers["Date"] = format_datetime(outgoing.now)
     # The same id on every attempt lets a receiving system drop the copy of an ambiguous send.
     headers["Message-ID"] = f"<dripcare-{outgoing.message_id}@{_domain(email_from)}>"

@@ -53,7 +53,7 @@ class SmtpEmail:
         finally:
             _close(smtp, politely=delivered)
         log.info("smtp accepted message %s to %s", outgoing.message_id, mask_contact(outgoing.to))
-        return message["Message-ID"]
+        return str(message["Message-ID"])
 
     def lookup(self, outgoing: Outgoing, since: datetime) -> str | None:
         return None  # SMTP has no lookup: an ambiguous send is retried with the same Message-ID

@@ -1,0 +1,136 @@
+"""The worker and `dispatch --once` as operators run them: real processes, a real SQLite
+file, the file transport, and signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlmodel import Session
+
+from dripcare.models import Message, Worker
+
+DRIPCARE = str(Path(sys.executable).parent / "dripcare")
+
+
+def _env(tmp_path: Path, clinic_dir: Path, now: str, **extra) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DRIPCARE_", "TWILIO_", "SMTP_", "DATABASE_URL"))}
+    env.update(DATABASE_URL=f"sqlite:///{tmp_path / 'worker.db'}", DRIPCARE_CONFIG_DIR=str(clinic_dir / "config"),
+               DRIPCARE_MESSAGES_DIR=str(clinic_dir / "messages"), DRIPCARE_SMS_TRANSPORT="file",
+               DRIPCARE_EMAIL_TRANSPORT="file", DRIPCARE_OUTBOX_DIR=str(tmp_path / "outbox"),
+               DRIPCARE_DISPATCH_INTERVAL="0.2", DRIPCARE_NOW=now)
+    env.update(extra)
+    return env
+
+
+def _enroll(env: dict[str, str], cwd: Path) -> None:
+    for args in (["patient", "add", "--first-name", "Ana", "--last-name", "Diaz", "--phone", "+12125550143",
+                  "--email", "ana@example.org", "--timezone", "America/New_York", "--consent", "sms",
+                  "--consent", "email"],
+                 ["enroll", "1", "--campaign", "ketamine-iv", "--session", "2027-03-04 10:00",
+                  "--session", "2027-03-10 10:00"]):
+        subprocess.run([DRIPCARE, *args], env=env, cwd=cwd, check=True, capture_output=True, timeout=60)
+
+
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+
+
+def _wait_for(predicate, limit: float = 30.0) -> bool:
+    """Polls a real subprocess's observable effect, bounded: the only waiting in the suite."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _db(tmp_path: Path):
+    from dripcare.db import make_engine
+
+    return make_engine(f"sqlite:///{tmp_path / 'worker.db'}")
+
+
+def _start(env, cwd) -> subprocess.Popen:
+    return subprocess.Popen([DRIPCARE, "worker"], env=env, cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def test_worker_sends_due_messages_once_and_stops_cleanly_on_sigterm(tmp_path, clinic_dir):
+    env = _env(tmp_path, clinic_dir, "2027-03-01T15:00:00Z")
+    _enroll(env, tmp_path)
+    worker = _start(env, tmp_path)
+    try:
+        assert _wait_for(lambda: len(_lines(tmp_path / "outbox" / "sms.jsonl")) >= 1
+                         and len(_lines(tmp_path / "outbox" / "email.jsonl")) >= 1)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        _, err = worker.communicate(timeout=40)
+    assert worker.returncode == 0, err
+    first_line = err.strip().splitlines()[0]
+    assert "nothing reaches patients" in first_line
+    assert "DRIPCARE_NOW" in err and "ana@example.org" not in err and "+12125550143" not in err
+    engine = _db(tmp_path)
+    with Session(engine) as session:
+        assert session.execute(sa.select(sa.func.count()).where(Message.status == "sending")).scalar() == 0
+        welcome = session.execute(sa.select(Message).where(Message.step_id == "welcome")).scalars().all()
+        assert {m.status for m in welcome} == {"sent"}
+        assert session.execute(sa.select(Worker.stopped_at)).scalar() is not None
+    sms = _lines(tmp_path / "outbox" / "sms.jsonl")
+    assert [line["message_id"] for line in sms] == [m.id for m in welcome if m.channel == "sms"]
+    assert sms[0]["to"] == "+12125550143" and "Reply STOP" in sms[0]["body"]
+    email = _lines(tmp_path / "outbox" / "email.jsonl")
+    assert email[0]["headers"]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+
+def test_nothing_stale_goes_out_after_a_restart(tmp_path, clinic_dir):
+    env = _env(tmp_path, clinic_dir, "2027-03-01T15:00:00Z")
+    _enroll(env, tmp_path)
+    subprocess.run([DRIPCARE, "dispatch", "--once"], env=env, cwd=tmp_path, check=True, capture_output=True, timeout=60)
+    sent_before = len(_lines(tmp_path / "outbox" / "sms.jsonl"))
+    # Back after an outage: session 1 began an hour ago.
+    env["DRIPCARE_NOW"] = "2027-03-04T16:00:00Z"
+    result = subprocess.run([DRIPCARE, "dispatch", "--once"], env=env, cwd=tmp_path, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "expired" in result.stdout
+    after = _lines(tmp_path / "outbox" / "sms.jsonl")
+    assert len(after) == sent_before  # nothing for session 1 went out late, nothing went twice
+    engine = _db(tmp_path)
+    with Session(engine) as session:
+        stale = session.execute(sa.select(Message.status).where(
+            Message.step_id.in_(("prep-2days", "what-to-expect", "day-of")),
+            Message.expires_at <= datetime(2027, 3, 4, 16, tzinfo=timezone.utc))).scalars().all()
+    assert stale and set(stale) == {"expired"}
+
+
+def test_worker_refuses_a_real_transport_without_credentials(tmp_path, clinic_dir):
+    env = _env(tmp_path, clinic_dir, "2027-03-01T15:00:00Z", DRIPCARE_SMS_TRANSPORT="twilio")
+    result = subprocess.run([DRIPCARE, "worker"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0 and "TWILIO_ACCOUNT_SID" in result.stderr
+
+
+def test_status_shows_queue_workers_and_failures(cli):
+    assert cli("patient", "add", "--first-name", "Ana", "--last-name", "Diaz", "--email", "a@example.org",
+               "--consent", "email").code == 0
+    assert cli("enroll", "1", "--campaign", "ketamine-iv", "--session", "2027-03-09 09:30").code == 0
+    result = cli("status", "--json")
+    assert result.code == 0, result.err
+    snap = json.loads(result.out)
+    assert snap["queue"]["by_status"]["scheduled"] >= 1 and snap["workers"] == []
+    assert snap["simulated_clock"] == "2027-03-01T15:00:00Z"
+    result = cli("channel", "pause", "sms", "--reason", "carrier maintenance")
+    assert result.code == 0
+    assert "carrier maintenance" in cli("status").out
+    assert cli("channel", "resume", "sms").code == 0
+    assert "paused" not in cli("status").out
+    assert cli("channel", "pause", "fax").code == 1
