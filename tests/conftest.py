@@ -17,7 +17,8 @@ from dripcare.clock import VirtualClock
 from dripcare.db import make_engine, upgrade
 from dripcare.service import Runtime
 
-from .pg import postgres_server  # noqa: F401  (session fixture)
+from .pg import postgres_server  # noqa: F401  (session fixtures)
+from .prism import prism_url  # noqa: F401
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "src" / "dripcare" / "examples"
 START = datetime(2027, 3, 1, 15, 0, tzinfo=timezone.utc)

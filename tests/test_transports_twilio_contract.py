@@ -10,7 +10,7 @@ import pytest
 
 from dripcare.transports.base import Outgoing, TransportError
 from dripcare.transports.twilio_sms import TwilioSms
-from .prism import prism_url  # noqa: F401  (the session fixture)
+
 from .twilio_fakes import ACCOUNT_SID, AUTH_TOKEN, FROM_NUMBER, SERVICE_SID
 
 pytestmark = pytest.mark.contract

@@ -86,7 +86,7 @@ class Site:
 @contextmanager
 def serving(app):
     server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     try:
         yield Site(f"http://127.0.0.1:{server.server_port}")
