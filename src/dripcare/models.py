@@ -93,13 +93,18 @@ class Message(SQLModel, table=True):
 
     __table_args__ = (
         sa.Index("ix_message_status_due", "status", "due_at"),
+        # The claim reads only due `scheduled` rows: a partial index keeps its cost on the
+        # batch, not on the history of every message ever sent.
+        sa.Index("ix_message_scheduled_due", "due_at", postgresql_where=sa.text("status = 'scheduled'"),
+                 sqlite_where=sa.text("status = 'scheduled'")),
         sa.Index("ix_message_enrollment", "enrollment_id"),
+        sa.Index("ix_message_patient", "patient_id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
     # enrollment:step:session-or-dash:channel:anchor-iso; unique so a plan is never doubled.
     plan_key: str = Field(sa_column=sa.Column(sa.String, unique=True, nullable=False))
-    patient_id: int = Field(foreign_key="patient.id", index=True)
+    patient_id: int = Field(foreign_key="patient.id")
     enrollment_id: int = Field(foreign_key="enrollment.id")
     session_id: int | None = Field(default=None, foreign_key="treatment_session.id")
     step_id: str

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-21 23:24:12.297827
+Create Date: 2026-11-21 23:34:27.979377
 """
 from alembic import op
 import sqlalchemy as sa
@@ -158,8 +158,9 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('message', schema=None) as batch_op:
         batch_op.create_index('ix_message_enrollment', ['enrollment_id'], unique=False)
-        batch_op.create_index(batch_op.f('ix_message_patient_id'), ['patient_id'], unique=False)
+        batch_op.create_index('ix_message_patient', ['patient_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_message_provider_id'), ['provider_id'], unique=False)
+        batch_op.create_index('ix_message_scheduled_due', ['due_at'], unique=False, postgresql_where=sa.text("status = 'scheduled'"), sqlite_where=sa.text("status = 'scheduled'"))
         batch_op.create_index('ix_message_status_due', ['status', 'due_at'], unique=False)
 
     op.create_table('message_event',
@@ -188,8 +189,9 @@ def downgrade() -> None:
     op.drop_table('message_event')
     with op.batch_alter_table('message', schema=None) as batch_op:
         batch_op.drop_index('ix_message_status_due')
+        batch_op.drop_index('ix_message_scheduled_due', postgresql_where=sa.text("status = 'scheduled'"), sqlite_where=sa.text("status = 'scheduled'"))
         batch_op.drop_index(batch_op.f('ix_message_provider_id'))
-        batch_op.drop_index(batch_op.f('ix_message_patient_id'))
+        batch_op.drop_index('ix_message_patient')
         batch_op.drop_index('ix_message_enrollment')
 
     op.drop_table('message')
