@@ -302,7 +302,8 @@ def test_an_unknown_number_is_stored_without_a_patient(rt, engine, site):
     enrolled(rt)
     reply = twiml_text(site.text("who is this?", sender="+14155550199"))
     assert "not monitored" in reply
-    assert [(r.patient_id, r.from_number, r.taken_as) for r in inbound_rows(engine)] == [(None, "+14155550199", "reply")]
+    rows = inbound_rows(engine)
+    assert [(r.patient_id, r.from_number, r.taken_as) for r in rows] == [(None, "+14155550199", "reply")]
     twiml_text(site.text("STOP", sender="+14155550199"))  # nobody to opt out; still answered, still stored
     assert inbound_rows(engine)[-1].patient_id is None
 
@@ -567,18 +568,7 @@ def _answers(url: str) -> bool:
 
 # --- the inbox, and `dripcare web`, through the real CLI ----------------------------------
 
-@pytest.fixture
-def cli_with_web(cli):
-    """Until cli/__init__ registers these commands, the test registers them the same way."""
-    from dripcare.cli import app
-    from dripcare.cli import web as web_cli
-
-    if not any(c.name == "inbox" for c in app.registered_commands):
-        web_cli.register(app)
-    return cli
-
-
-def test_inbox_lists_replies_urgent_first_with_masked_numbers(cli_with_web, tmp_path, clinic_dir, clock):
+def test_inbox_lists_replies_urgent_first_with_masked_numbers(cli, tmp_path, clinic_dir, clock):
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     with serving(create_app(web_settings(url, clinic_dir))) as running:
         clinic = load_clinic(clinic_dir / "config")
@@ -588,7 +578,7 @@ def test_inbox_lists_replies_urgent_first_with_masked_numbers(cli_with_web, tmp_
         running.text("What should I eat before?")
         running.text("I want to hurt myself")
         running.text("hello?", sender="+14155550199")
-    result = cli_with_web("inbox", "--json")
+    result = cli("inbox", "--json")
     assert result.code == 0, result.err
     rows = json.loads(result.out)
     assert [(r["taken_as"], r["urgent"], r["patient_id"]) for r in rows] == [
@@ -596,13 +586,13 @@ def test_inbox_lists_replies_urgent_first_with_masked_numbers(cli_with_web, tmp_
     assert rows[0]["from"] == "+1******0143" and rows[0]["body"] == "I want to hurt myself"
     assert rows[0]["received_at"].startswith("2027-03-01T08:00") and rows[0]["received_at"].endswith("-07:00")
     assert set(rows[0]) == {"id", "patient_id", "from", "body", "received_at", "taken_as", "urgent"}
-    urgent = json.loads(cli_with_web("inbox", "--urgent", "--json").out)
+    urgent = json.loads(cli("inbox", "--urgent", "--json").out)
     assert [r["taken_as"] for r in urgent] == ["crisis"]
-    table = cli_with_web("inbox")
+    table = cli("inbox")
     assert table.code == 0 and "URGENT" in table.out and PHONE not in table.out
 
 
-def test_dripcare_web_refuses_a_bad_port_in_one_line(cli_with_web):
+def test_dripcare_web_refuses_a_bad_port_in_one_line(cli):
     for port in ("abc", "0", "70000"):
-        result = cli_with_web("web", "--port", port)
+        result = cli("web", "--port", port)
         assert result.code == 1 and result.err.count("\n") == 1 and "--port" in result.err

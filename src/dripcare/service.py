@@ -157,6 +157,12 @@ def enroll(rt: Runtime, ref: str, campaign_id: str, session_times: list[str], *,
 
     def act(session, patient):
         starts = [inputs.local_datetime(t, patient.timezone, "--session") for t in session_times]
+        current = session.execute(sa.select(Enrollment.id).where(
+            Enrollment.patient_id == patient.id, Enrollment.campaign_id == campaign.id,
+            Enrollment.status.in_(("active", "paused")))).scalar()
+        if current is not None:
+            raise BadInput(f"patient {patient.id} is already enrolled in {campaign.id} (enrollment {current}); "
+                           f"add sessions with `dripcare session add`")
         now = rt.clock.now()
         enrollment = Enrollment(patient_id=patient.id, campaign_id=campaign.id, status="active",
                                 enrolled_at=now, footer_since=now)

@@ -17,7 +17,7 @@ from dotenv import dotenv_values
 
 from .clock import Clock, SimulatedClock, SystemClock, parse_now_spec
 
-REAL_TRANSPORTS = {"sms": "twilio", "email": "smtp"}
+DEVELOPMENT_KEY = "development-only-key"  # never used once a real transport is on
 
 
 class SettingsError(Exception):
@@ -179,6 +179,16 @@ class Settings:
         return {"host": host, "port": port, "security": security,
                 "username": self._get("SMTP_USERNAME"), "password": self._get("SMTP_PASSWORD"),
                 "email_from": sender, "reply_to": reply_to}
+
+    def unsubscribe_keys(self) -> list[str]:
+        """Keys that sign (the first) and verify unsubscribe links. With only development
+        transports a fixed key stands in, so a demo's links work in the local web process."""
+        keys = [k for k in (self.secret_key, self.secret_key_old) if k]
+        if keys:
+            return keys
+        if self.sms_transport in ("console", "file") and self.email_transport in ("console", "file"):
+            return [DEVELOPMENT_KEY]
+        raise SettingsError("DRIPCARE_SECRET_KEY is not set; a real transport needs it to sign unsubscribe links")
 
     def require_secret_key(self) -> str:
         return self._required("DRIPCARE_SECRET_KEY", "a real transport needs it to sign unsubscribe links")

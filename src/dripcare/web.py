@@ -44,9 +44,6 @@ CALLBACK_FROM = ("sent", "unconfirmed", "sending")
 # Callbacks that prove Twilio took the message: enough to settle an ambiguous send.
 ACCEPTED_STATUSES = ("accepted", "queued", "sending", "sent")
 KEYWORD_REPLIES = {"opt_out": "opt_out_reply", "opt_in": "opt_in_reply", "help": "help_reply"}
-# The worker signs development links with this key when every transport is console or
-# file (worker.build_dispatcher); the web process must accept the same links then.
-DEVELOPMENT_KEY = "development-only-key"
 HEARTBEATS_ALLOWED = 3  # dispatch intervals a worker heartbeat may be old (SPEC 8)
 
 
@@ -65,15 +62,6 @@ def public_base_url(settings: Settings) -> str:
         raise SettingsError("DRIPCARE_PUBLIC_BASE_URL is not set; the web process checks Twilio signatures "
                             "against the public URL Twilio calls, e.g. https://care.example.org")
     return url
-
-
-def unsubscribe_keys(settings: Settings) -> list[str]:
-    keys = [k for k in (settings.secret_key, settings.secret_key_old) if k]
-    if keys:
-        return keys
-    if settings.sms_transport in ("console", "file") and settings.email_transport in ("console", "file"):
-        return [DEVELOPMENT_KEY]
-    raise SettingsError("DRIPCARE_SECRET_KEY is not set; the web process needs it to check unsubscribe links")
 
 
 def build_runtime(settings: Settings) -> Runtime:
@@ -150,7 +138,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     rt = runtime or build_runtime(settings)
     web = WebHooks(rt, Templates(settings.messages_dir, rt.clinic),
                    RequestValidator(twilio_auth_token(settings)), public_base_url(settings),
-                   unsubscribe_keys(settings), clinic_notice(settings, rt), settings.dispatch_interval)
+                   settings.unsubscribe_keys(), clinic_notice(settings, rt), settings.dispatch_interval)
     app = Flask(__name__)
     app.add_url_rule("/twilio/status", "twilio_status", web.status_callback, methods=["POST"])
     app.add_url_rule("/twilio/inbound", "twilio_inbound", web.inbound, methods=["POST"])

@@ -43,12 +43,11 @@ def build_dispatcher(rt: Runtime, settings: Settings, worker_id: str, *, transpo
     transports = transports or build_transports(settings, console=console)
     rates = rates or {"sms": SendRate(settings.sms_rate), "email": SendRate(settings.email_rate)}
     development = [f"{c}={t.name}" for c, t in transports.items() if t.development]
-    secret = settings.secret_key or ("development-only-key" if len(development) == len(transports) else None)
     options = DispatchOptions(worker_id=worker_id, batch=settings.dispatch_batch,
                               concurrency=settings.send_concurrency,
                               public_base_url=settings.public_base_url or (
                                   "http://localhost:8000" if development else None),
-                              secret_key=secret)
+                              secret_key=settings.unsubscribe_keys()[0])
     return Dispatcher(rt, Templates(settings.messages_dir, rt.clinic), transports, rates, options)
 
 

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import sys
-
 import typer
 
 from ..inputs import BadInput
-from . import messages, patients, setup
+from . import messages, operations, patients, setup, templates, web
 from .common import fail
 
 app = typer.Typer(
@@ -26,23 +24,9 @@ app.command("outbox")(messages.outbox)
 app.add_typer(messages.message_app, name="message")
 app.command("replan")(messages.replan)
 app.add_typer(setup.campaigns_app, name="campaigns")
-
-
-def _register_optional() -> None:
-    """Command groups that arrive with later modules."""
-    try:
-        from . import templates
-        app.add_typer(templates.app, name="templates")
-    except ImportError:
-        pass
-    try:
-        from . import operations
-        operations.register(app)
-    except ImportError:
-        pass
-
-
-_register_optional()
+app.add_typer(templates.app, name="templates")
+operations.register(app)
+web.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

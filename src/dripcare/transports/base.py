@@ -16,7 +16,7 @@ ERROR_KINDS = ("retryable", "permanent", "opted_out", "account", "ambiguous")
 
 @dataclass(frozen=True)
 class Outgoing:
-    message_id: int
+    message_id: int | str  # a message row id; the clinic notice email uses "inbox-N"
     channel: str  # "sms" | "email"
     to: str  # E.164 phone or email address
     body: str  # SMS text, or the email's text/plain part
