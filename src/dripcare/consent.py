@@ -26,7 +26,8 @@ def consent_in_force(session: Session, patient: Patient) -> dict[str, bool]:
         latest = session.execute(
             sa.select(Consent.granted)
             .where(Consent.patient_id == patient.id, Consent.channel == channel, Consent.contact == contact)
-            .order_by(Consent.at.desc(), Consent.id.desc()).limit(1)).scalar()
+            # Append-only: the row written last wins, whatever clock stamped it.
+            .order_by(Consent.id.desc()).limit(1)).scalar()
         result[channel] = bool(contact) and bool(latest)
     return result
 

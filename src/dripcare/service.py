@@ -35,15 +35,17 @@ class Runtime:
     campaigns: dict[str, Campaign]
     clock: Clock
 
-    def replan(self, session: Session, patient: Patient, by: str | None) -> Changes:
-        return reconcile_patient(session, patient, self.clinic, self.campaigns, self.clock.now(), by)
+    def replan(self, session: Session, patient: Patient, by: str | None, now: datetime | None = None) -> Changes:
+        return reconcile_patient(session, patient, self.clinic, self.campaigns, now or self.clock.now(), by)
 
-    def change(self, patient_ref: str | int, by: str | None, act: Callable[[Session, Patient], object]):
-        """Find the patient, apply `act`, replan, commit: all or nothing."""
+    def change(self, patient_ref: str | int, by: str | None, act: Callable[[Session, Patient, datetime], object]):
+        """Find the patient, apply `act`, replan, commit: all or nothing, at one instant
+        (a step due at the change itself is planned at it, not a moment later)."""
+        now = self.clock.now()
         with transaction(self.engine) as session:
             patient = find_patient(session, patient_ref)
-            result = act(session, patient)
-            self.replan(session, patient, by)
+            result = act(session, patient, now)
+            self.replan(session, patient, by, now)
             return result
 
 
@@ -116,7 +118,7 @@ def update_patient(rt: Runtime, ref: str, *, by: str, phone=None, email=None, ti
     values = _contact_values(rt, phone=phone, email=email, timezone=timezone)
     values.update({k: v for k, v in fields.items() if v is not None})
 
-    def act(session, patient):
+    def act(session, patient, now):
         if "external_id" in values and session.execute(sa.select(Patient.id).where(
                 Patient.external_id == values["external_id"], Patient.id != patient.id)).scalar():
             raise BadInput(f"external id {values['external_id']!r} already belongs to another patient")
@@ -137,10 +139,10 @@ def set_consent(rt: Runtime, ref: str, channel: str, granted: bool, *, source: s
                 evidence: str | None = None) -> Patient:
     channel = inputs.choice(channel, CHANNELS, "--channel")
 
-    def act(session, patient):
-        _consent(session, patient, channel, granted, rt.clock.now(), source, by, evidence)
+    def act(session, patient, now):
+        _consent(session, patient, channel, granted, now, source, by, evidence)
         if granted and channel == "sms":
-            _footer_owed_again(session, patient.id, rt.clock.now())
+            _footer_owed_again(session, patient.id, now)
         return patient
 
     return rt.change(ref, by, act)
@@ -155,7 +157,7 @@ def enroll(rt: Runtime, ref: str, campaign_id: str, session_times: list[str], *,
            modality: str | None = None, location: str | None = None, duration: int = 60) -> Enrollment:
     campaign = _campaign(rt, campaign_id)
 
-    def act(session, patient):
+    def act(session, patient, now):
         starts = [inputs.local_datetime(t, patient.timezone, "--session") for t in session_times]
         current = session.execute(sa.select(Enrollment.id).where(
             Enrollment.patient_id == patient.id, Enrollment.campaign_id == campaign.id,
@@ -163,7 +165,6 @@ def enroll(rt: Runtime, ref: str, campaign_id: str, session_times: list[str], *,
         if current is not None:
             raise BadInput(f"patient {patient.id} is already enrolled in {campaign.id} (enrollment {current}); "
                            f"add sessions with `dripcare session add`")
-        now = rt.clock.now()
         enrollment = Enrollment(patient_id=patient.id, campaign_id=campaign.id, status="active",
                                 enrolled_at=now, footer_since=now)
         session.add(enrollment)
@@ -186,7 +187,7 @@ def _campaign(rt: Runtime, campaign_id: str) -> Campaign:
 
 def add_session(rt: Runtime, ref: str, at: str, *, by: str, campaign_id: str | None = None,
                 modality: str | None = None, duration: int = 60, location: str | None = None) -> TreatmentSession:
-    def act(session, patient):
+    def act(session, patient, now):
         enrollment = _open_enrollment(session, patient, campaign_id)
         row = TreatmentSession(enrollment_id=enrollment.id, starts_at=inputs.local_datetime(at, patient.timezone, "--at"),
                                duration_minutes=duration, modality=modality, location=location)
@@ -284,8 +285,9 @@ def retry_message(rt: Runtime, message_id: str, *, by: str) -> Message:
     now = rt.clock.now()
     with transaction(rt.engine) as session:
         row = _get(session, Message, message_id, "message")
-        if row.status not in ("failed", "cancelled"):
-            raise BadInput(f"message {row.id} is {row.status}; only a failed or cancelled message can be retried")
+        if not (row.status == "failed" or (row.status == "cancelled" and row.reason == "staff")):
+            raise BadInput(f"message {row.id} is {row.status}{f' ({row.reason})' if row.reason else ''}; only a failed "
+                           f"message, or one staff cancelled by hand, can be retried")
         if row.expires_at <= now:
             raise BadInput(f"message {row.id} expired at {row.expires_at.isoformat()}; it can no longer be sent")
         outbox.transition(session, row.id, ("failed", "cancelled"), "scheduled", now, "retry", by=by,

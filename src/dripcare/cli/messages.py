@@ -97,10 +97,8 @@ def replan(enrollment: Optional[str] = typer.Argument(None, metavar="[ENROLLMENT
            all_: bool = typer.Option(False, "--all", help="Every enrollment."),
            by: Optional[str] = typer.Option(None, "--by")):
     """Plan again (after editing a campaign file, for instance)."""
-    from .common import fail
-
     if (enrollment is None) == (not all_):
-        fail("give one ENROLLMENT or --all")
+        raise typer.BadParameter("give one ENROLLMENT or --all, not both or neither")
     changes = service.replan(runtime(), by=who(by), enrollment_id=None if all_ else enrollment)
     summary = ", ".join(f"{n} {kind}" for kind, n in sorted(changes.counts.items())) or "no changes"
     console.print(f"replanned: {summary}")
