@@ -123,7 +123,9 @@ def measure_backlogs(engine: Engine, backlogs: list[int], now: datetime, repeats
 
 
 def _analyze(engine: Engine) -> None:
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+    # In a committed transaction: on SQLite an autocommit connection still gets our BEGIN
+    # IMMEDIATE, and the pool's rollback on return would throw the statistics away.
+    with engine.begin() as c:
         c.exec_driver_sql("ANALYZE message")
 
 
@@ -185,18 +187,23 @@ def run(sqlite_engine: Engine, backlogs: list[int], now: datetime, repeats: int)
     section.blocks.append("SQLite, EXPLAIN QUERY PLAN of the claim statement (no ANALYZE, as a new install runs):\n"
                           + "\n".join(plan))
     section.blocks.append("SQLite, the same statement after ANALYZE:\n" + "\n".join(analyzed[1]))
-    pg_points, pg_plan, pg_note = _postgres(backlogs, now, repeats)
+    pg_points, pg_plan, pg_note, pg_version = _postgres(backlogs, now, repeats)
     if pg_points:
         section.table(*_claim_table(pg_points, [], "PostgreSQL"))
         section.blocks.append("PostgreSQL, EXPLAIN of the claim statement:\n" + "\n".join(pg_plan))
-    section.meaning += _claim_meaning(points, plan, analyzed, unindexed, scan_plan, pg_points, pg_plan, pg_note)
+    section.meaning += _claim_meaning(points, plan, analyzed, unindexed, scan_plan, pg_points, pg_plan,
+                                      pg_note or pg_version)
+    section.facts["PostgreSQL"] = pg_version or f"not measured: {pg_note}"
+    section.headline = (f"claim of {BATCH} due rows on SQLite: {ms(points[0].claim)} at {count(points[0].backlog)} "
+                        f"future rows, {ms(points[-1].claim)} at {count(points[-1].backlog)}; idle claim "
+                        f"{ms(points[0].empty_claim)} -> {ms(points[-1].empty_claim)}"
+                        + (f"; PostgreSQL {ms(pg_points[0].claim)} -> {ms(pg_points[-1].claim)}" if pg_points else ""))
     return section
 
 
 def _analyzed(engine: Engine, backlog: int, now: datetime, repeats: int):
     """The same file after ANALYZE: what the planner picks once it has statistics."""
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
-        c.exec_driver_sql("ANALYZE")
+    _analyze(engine)
     claim, _ = time_claim(engine, now, repeats)
     empty = time_empty_claim(engine, now, repeats)
     say(f"  sqlite: backlog {count(backlog)} after ANALYZE: claim in {ms(claim)}, empty claim {ms(empty)}")
@@ -211,13 +218,15 @@ def _postgres(backlogs: list[int], now: datetime, repeats: int):
             engine = make_engine(Settings({"DATABASE_URL": url}).database_url)
             try:
                 upgrade(engine)
+                with engine.connect() as c:
+                    version = "PostgreSQL " + c.exec_driver_sql("SHOW server_version").scalar_one()
                 points = measure_backlogs(engine, backlogs, now, repeats, "postgresql")
-                return points, claim_plan(engine, now), None
+                return points, claim_plan(engine, now), None, version
             finally:
                 engine.dispose()
     except PostgresUnavailable as why:
         say(f"  skipped: {why}")
-        return [], [], str(why)
+        return [], [], str(why), None
 
 
 def _claim_table(points: list[ClaimPoint], extra: list[tuple], database: str = "SQLite"):
@@ -236,7 +245,7 @@ def _claim_table(points: list[ClaimPoint], extra: list[tuple], database: str = "
     return header, rows
 
 
-def _claim_meaning(points, plan, analyzed, unindexed, scan_plan, pg_points, pg_plan, pg_note) -> list[str]:
+def _claim_meaning(points, plan, analyzed, unindexed, scan_plan, pg_points, pg_plan, pg_about) -> list[str]:
     first, last = points[0], points[-1]
     grow = last.backlog / first.backlog
     claim_ratio, idle_ratio = last.claim / first.claim, last.empty_claim / first.empty_claim
@@ -257,15 +266,15 @@ def _claim_meaning(points, plan, analyzed, unindexed, scan_plan, pg_points, pg_p
     if pg_points:
         p0, p1 = pg_points[0], pg_points[-1]
         text.append(
-            f"PostgreSQL (a throwaway local cluster, fsync off, after ANALYZE as autovacuum would run it): "
+            f"{pg_about} (a throwaway local cluster, fsync off, after ANALYZE as autovacuum would run it): "
             f"{ms(p0.claim)} at {count(p0.backlog)} and {ms(p1.claim)} at {count(p1.backlog)} "
             f"({_shape(p1.claim / p0.claim, grow)}); idle {ms(p0.empty_claim)} and {ms(p1.empty_claim)} "
             f"({_shape(p1.empty_claim / p0.empty_claim, grow)}). Index in the plan: "
             f"{', '.join(indexes_named(pg_plan)) or 'none named'}. The claim there takes the rows `FOR UPDATE SKIP "
-            f"LOCKED`, so concurrent workers skip each other's rows instead of waiting; each claimed row costs a "
-            f"round trip for its event insert, which is why a claim costs more here than on SQLite.")
+            f"LOCKED`, so concurrent workers skip each other's rows instead of waiting. Each claimed row's event "
+            f"insert is its own statement, a round trip to the server here where SQLite answers in-process.")
     else:
-        text.append(f"PostgreSQL was not measured: {pg_note}.")
+        text.append(f"PostgreSQL was not measured: {pg_about}.")
     return text
 
 
@@ -281,9 +290,9 @@ def _plan_finding(plan: list[str], used: str, analyzed, last: ClaimPoint) -> str
     finding = (f"The inner select finds the due rows through {used}. The outer UPDATE's first plan step is "
                f"`{outer}`")
     if "(status=?)" in outer:
-        finding += (": with no statistics SQLite drives the outer UPDATE from the index on `status` and tests "
-                    "each scheduled row's id against the 200 claimed ids, so that step reads every pending row "
-                    "and grows with the backlog. ")
+        finding += (": SQLite drives the outer UPDATE from the index on `status` (for the `status = "
+                    "'scheduled'` condition the UPDATE repeats) and tests each scheduled row's id against the "
+                    f"{BATCH} claimed ids, so that step reads every pending row and grows with the backlog. ")
     else:
         finding += ". "
     claim, idle = ms(analyzed[0][2]), ms(analyzed[0][3])
@@ -291,7 +300,8 @@ def _plan_finding(plan: list[str], used: str, analyzed, last: ClaimPoint) -> str
         return finding + (f"`ANALYZE` leaves that step as it is at {count(last.backlog)} rows "
                           f"(claim {claim}, idle {idle}).")
     return finding + (f"After `ANALYZE` the first step becomes `{after}` and the claim at "
-                      f"{count(last.backlog)} takes {claim} (idle {idle}).")
+                      f"{count(last.backlog)} takes {claim} (idle {idle}); a new database file has no "
+                      f"statistics until something runs `ANALYZE` (or `PRAGMA optimize`).")
 
 
 def _scan_line(plan: list[str]) -> str:

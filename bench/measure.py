@@ -23,6 +23,8 @@ class Section:
     """One measure in docs/benchmarks.md: tables first, then what the numbers mean."""
 
     title: str
+    headline: str = ""  # one line for the summary at the top
+    facts: dict[str, str] = field(default_factory=dict)  # for the machine table (server versions)
     tables: list[tuple[list[str], list[list[str]]]] = field(default_factory=list)
     blocks: list[str] = field(default_factory=list)  # preformatted text (query plans)
     meaning: list[str] = field(default_factory=list)
@@ -79,7 +81,7 @@ def ms(value: float) -> str:
 
 
 def us(value: float) -> str:
-    return f"{value * 1e6:.0f} µs"
+    return f"{value * 1e6:.0f} µs" if value < 1e-3 else ms(value)
 
 
 def mib(value: float) -> str:

@@ -3,6 +3,7 @@ the real CLI entry point, and (session-wide) a throwaway PostgreSQL server."""
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from dataclasses import dataclass
@@ -27,7 +28,8 @@ ENV_PREFIXES = ("DRIPCARE_", "TWILIO_", "SMTP_", "EMAIL_", "DATABASE_URL")
 
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch, tmp_path):
-    """No setting leaks in from the machine, and no .env from the checkout is read."""
+    """No setting leaks in from the machine, no .env from the checkout is read, and the
+    root logger a command configured (on this test's captured stderr) is put back."""
     for name in list(os.environ):
         if name.startswith(ENV_PREFIXES):
             monkeypatch.delenv(name)
@@ -35,7 +37,11 @@ def clean_environment(monkeypatch, tmp_path):
     from dripcare.cli import common
 
     common.settings.cache_clear()
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
     yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
     common.settings.cache_clear()
 
 

@@ -12,14 +12,6 @@ from dripcare.campaigns import load_campaign, load_campaigns
 from dripcare.clinic import ConfigError, load_clinic
 from dripcare.timing import Offset
 
-GOOD_STEP = '''
-[[steps]]
-id = "{id}"
-anchor = "{anchor}"
-offset = "{offset}"
-{extra}
-'''
-
 
 def write_campaign(clinic_dir: Path, campaign_id: str, body: str, templates: dict[str, list[str]] | None = None,
                    file_name: str | None = None) -> Path:

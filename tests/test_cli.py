@@ -4,7 +4,6 @@ nothing written; usage errors exit 2; enroll -> reschedule -> cancel -> timeline
 from __future__ import annotations
 
 import json
-import logging
 import shutil
 import sqlite3
 from datetime import datetime, timezone
@@ -21,15 +20,6 @@ MESSAGE_FIELDS = {"id", "step", "channel", "session_id", "status", "reason", "du
                   "next_attempt_at", "sent_at", "attempts", "provider_id"}
 PATIENT_FIELDS = {"id", "external_id", "first_name", "last_name", "preferred_name", "phone", "email",
                   "timezone", "locale", "discreet", "consent"}
-
-
-@pytest.fixture(autouse=True)
-def restore_logging():
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 @pytest.fixture
@@ -157,13 +147,10 @@ NEW = ["--first-name", "Bo", "--last-name", "Li"]
 BAD_INPUT = [
     (["enroll", "99", "--campaign", "ketamine-iv"], "'99'"),
     (["timeline", "mrn:NOPE"], "NOPE"),
-    (["patient", "show", "42"], "'42'"),
     (["session", "add", "42", "--at", "2027-03-20 10:00"], "'42'"),
     (["consent", "grant", "mrn:NOBODY", "--channel", "sms"], "NOBODY"),
     (["patient", "update", "77", "--first-name", "X"], "'77'"),
     (["patient", "add", *NEW, "--phone", "12"], "'12'"),
-    (["patient", "add", *NEW, "--phone", "call me"], "'call me'"),
-    (["patient", "add", *NEW, "--phone", "+1 780 555 0123", "--email", "x@"], "'x@'"),
     (["patient", "update", "1", "--phone", "555"], "'555'"),
     (["patient", "add", *NEW, "--email", "nobody@@example.org"], "'nobody@@example.org'"),
     (["patient", "update", "1", "--email", "not an email"], "'not an email'"),
@@ -171,6 +158,7 @@ BAD_INPUT = [
     (["patient", "update", "1", "--timezone", "America/Nowhere"], "'America/Nowhere'"),
     (["patient", "add", *NEW, "--external-id", "MRN-1"], "'MRN-1'"),
     (["patient", "add", *NEW, "--consent", "fax"], "'fax'"),
+    (["patient", "add", *NEW, "--phone", "+1 780 555 0144", "--consent", "email"], "no email"),
     (["enroll", "1", "--campaign", "ketamine-im", "--session", "next tuesday"], "'next tuesday'"),
     (["session", "add", "1", "--at", "2027-02-30 10:00"], "'2027-02-30 10:00'"),
     (["session", "reschedule", "2", "--at", "soon"], "'soon'"),
@@ -186,13 +174,11 @@ BAD_INPUT = [
     (["consent", "revoke", "1", "--channel", "fax"], "'fax'"),
     (["consent", "grant", "1", "--channel", "sms", "--source", "rumour"], "'rumour'"),
     (["session", "cancel", "999"], "'999'"),
-    (["session", "reschedule", "abc", "--at", "2027-03-20 10:00"], "'abc'"),
     (["enrollment", "pause", "999"], "'999'"),
     (["enrollment", "resume", "1"], "active"),
     (["message", "cancel", "999"], "'999'"),
     (["message", "retry", "1"], "scheduled"),
     (["outbox", "--status", "lost"], "'lost'"),
-    (["replan", "999"], "'999'"),
 ]
 
 

@@ -311,3 +311,32 @@ def test_sent_once_only_step_is_not_planned_again_after_reschedule(rt):
     # the unsent email copy follows the new date
     assert by_id(rt)[email.id].reason == "rescheduled"
     assert any(m.channel == "email" and m.status == "scheduled" and m.due_at == ny(2027, 3, 9, 10) for m in after)
+
+
+def test_changed_time_zone_moves_rows_to_the_new_local_times(rt):
+    pid, _ = enrolled(rt)
+    wte = [m for m in rows(rt, pid) if m.step_id == "what-to-expect" and m.status == "scheduled"]
+    service.update_patient(rt, str(pid), timezone="Europe/London", by="t")
+    after = by_id(rt)
+    london = ZoneInfo("Europe/London")
+    for m in wte:
+        moved = after[m.id]
+        assert moved.status == "scheduled"
+        assert moved.due_at.astimezone(london).strftime("%H:%M") == "17:00"
+        assert events(rt, m.id)[-1].kind == "moved"
+    assert not reconcile(rt, pid)
+
+
+def test_invalid_contact_cancels_its_pending_rows(rt):
+    pid, _ = enrolled(rt)
+    with transaction(rt.engine) as session:
+        session.execute(sa.update(Patient).where(Patient.id == pid).values(phone_invalid=True))
+    reconcile(rt, pid)
+    sms = [m for m in rows(rt, pid) if m.channel == "sms"]
+    assert {(m.status, m.reason) for m in sms} == {("cancelled", "contact_invalid")}
+    assert any(m.status == "scheduled" for m in rows(rt, pid) if m.channel == "email")
+    # staff enter a new number: the flag clears, but the new number needs consent first
+    service.update_patient(rt, str(pid), phone="+1 780 555 0177", by="t")
+    assert {m.status for m in rows(rt, pid) if m.channel == "sms"} == {"cancelled"}
+    service.set_consent(rt, str(pid), "sms", True, source="staff", by="t")
+    assert any(m.status == "scheduled" for m in rows(rt, pid) if m.channel == "sms")

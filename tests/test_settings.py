@@ -3,24 +3,12 @@ environment, a command checks only what it uses, no silent fallback from a real 
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime, timezone
 
 import pytest
 
 from dripcare.clock import SimulatedClock, SystemClock
 from dripcare.settings import Settings, SettingsError
-
-
-@pytest.fixture(autouse=True)
-def restore_logging():
-    """`dispatch` configures the root logger on the (captured, soon closed) stderr of one test:
-    put it back so later tests' logs do not hit a closed stream."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def one_line_error(r, variable: str) -> str:
