@@ -54,8 +54,7 @@ def patient(tz=NY_NAME, sms=True, email=True, consent_sms=True, consent_email=Tr
             invalid_sms=False, invalid_email=False) -> PatientState:
     return PatientState(timezone=tz,
                         reachable={"sms": sms and not invalid_sms, "email": email and not invalid_email},
-                        consented={"sms": consent_sms and sms, "email": consent_email and email},
-                        invalid={"sms": invalid_sms, "email": invalid_email})
+                        consented={"sms": consent_sms and sms, "email": consent_email and email})
 
 
 def plan(enrollments, rows=(), rules=RULES, now=NOW, pat=None) -> list[Planned]:

@@ -107,7 +107,7 @@ def worlds(draw):
                                  completed=status == "completed", sessions=sessions)
     sms, email = draw(st.booleans()), draw(st.booleans())
     patient = PatientState(timezone=tz_name, reachable={"sms": True, "email": True},
-                           consented={"sms": sms, "email": email}, invalid={"sms": False, "email": False})
+                           consented={"sms": sms, "email": email})
     rules = Rules(quiet_hours=quiet, max_per_day={"sms": draw(st.integers(1, 3)), "email": draw(st.integers(1, 3))})
     return patient, enrollment, rules, now
 

@@ -45,7 +45,6 @@ class PatientState:
     # Per channel: has a usable contact (present, not flagged invalid) / consent in force.
     reachable: dict[str, bool]
     consented: dict[str, bool]
-    invalid: dict[str, bool]
 
 
 @dataclass(frozen=True)
@@ -208,12 +207,10 @@ def cancel_reason(row: RowState, enrollment: EnrollmentState | None, patient: Pa
         return "paused"
     if enrollment.campaign is None or enrollment.campaign.step(row.step_id) is None:
         return "step_removed"
-    if patient.invalid.get(row.channel):
+    if not patient.reachable.get(row.channel):  # no contact, or one flagged invalid
         return "contact_invalid"
     if not patient.consented.get(row.channel):
         return "opted_out"
-    if not patient.reachable.get(row.channel):
-        return "contact_invalid"
     session = next((s for s in enrollment.sessions if s.id == row.session_id), None)
     if session is not None and session.status == "cancelled":
         return "session_cancelled"

@@ -36,7 +36,7 @@ def patient_state(session: Session, patient: Patient) -> PatientState:
     invalid = {"sms": patient.phone_invalid, "email": patient.email_invalid}
     return PatientState(timezone=patient.timezone,
                         reachable={c: bool(contacts[c]) and not invalid[c] for c in contacts},
-                        consented=consent_in_force(session, patient), invalid=invalid)
+                        consented=consent_in_force(session, patient))
 
 
 def enrollment_states(session: Session, patient_id: int, campaigns: dict[str, Campaign]) -> list[EnrollmentState]:
