@@ -16,7 +16,7 @@ from dripcare.models import Enrollment, Patient
 from dripcare.settings import Settings
 
 from measure import Section, count, median_of, ms, say, seconds, us
-from pg_server import PostgresUnavailable, throwaway_postgres
+from tests.pg import PostgresUnavailable, throwaway_postgres
 
 BATCH = 200
 CHANNELS = ["sms", "email"]

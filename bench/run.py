@@ -23,10 +23,11 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 sys.path.insert(0, str(BENCH))
+sys.path.insert(1, str(REPO))  # tests.pg starts the throwaway PostgreSQL server
 try:
     import dripcare  # noqa: F401  (installed in the venv by `make bench`: pip install -e .)
 except ImportError:
-    sys.path.insert(1, str(REPO / "src"))
+    sys.path.insert(2, str(REPO / "src"))
 
 import apscheduler  # noqa: E402
 import sqlalchemy  # noqa: E402

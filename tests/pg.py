@@ -1,6 +1,7 @@
-"""A throwaway PostgreSQL cluster for the suite: initdb + pg_ctl on a free loopback port,
-as a non-root user (PostgreSQL refuses to run as root). Skips when the server binaries
-are missing, unless DRIPCARE_REQUIRE_POSTGRES=1 (CI), where that fails the run."""
+"""A throwaway PostgreSQL cluster: initdb + pg_ctl on a free loopback port, as a non-root
+user (PostgreSQL refuses to run as root). The suite's `postgres_server` fixture skips when
+the server binaries are missing, unless DRIPCARE_REQUIRE_POSTGRES=1 (CI), where that fails
+the run; the benchmark uses `throwaway_postgres` directly and notes a missing server."""
 
 from __future__ import annotations
 
@@ -11,9 +12,15 @@ import shutil
 import socket
 import subprocess
 import tempfile
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
+
+
+class PostgresUnavailable(Exception):
+    """Why no server could be started; the report says it."""
 
 
 def _binaries() -> Path | None:
@@ -30,7 +37,19 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _as_user(user: str | None):
+def _server_user() -> str | None:
+    if os.geteuid() != 0:
+        return None
+    for name in ("postgres", "nobody"):
+        try:
+            pwd.getpwnam(name)
+            return name
+        except KeyError:
+            continue
+    raise PostgresUnavailable("running as root and neither a postgres nor a nobody user exists")
+
+
+def _demote(user: str | None):
     if user is None:
         return None
     entry = pwd.getpwnam(user)
@@ -42,6 +61,38 @@ def _as_user(user: str | None):
     return demote
 
 
+@contextmanager
+def throwaway_postgres() -> Iterator[str]:
+    """Yields a postgres:// URL to an empty cluster; stops and deletes it afterwards."""
+    bin_dir = _binaries()
+    if bin_dir is None:
+        raise PostgresUnavailable("initdb was not found")
+    user = _server_user()
+    base = Path(tempfile.mkdtemp(prefix="dripcare-bench-pg-"))
+    if user:
+        entry = pwd.getpwnam(user)
+        os.chown(base, entry.pw_uid, entry.pw_gid)
+    data, port = base / "data", _free_port()
+    run = dict(preexec_fn=_demote(user), capture_output=True, text=True, cwd=base)
+    try:
+        init = subprocess.run([str(bin_dir / "initdb"), "-D", str(data), "-U", "dripcare", "--auth=trust",
+                               "-E", "UTF8", "--locale=C"], **run)
+        if init.returncode:
+            raise PostgresUnavailable(f"initdb failed: {init.stderr.strip()[-300:]}")
+        # fsync=off as in the tests: the benchmark measures the queries, not the disk.
+        start = subprocess.run([str(bin_dir / "pg_ctl"), "-D", str(data), "-w", "-t", "60", "-l",
+                                str(base / "log"), "-o",
+                                f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off", "start"], **run)
+        if start.returncode:
+            raise PostgresUnavailable(f"pg_ctl start failed: {start.stderr.strip()[-300:]}")
+        try:
+            yield f"postgres://dripcare@127.0.0.1:{port}/postgres"
+        finally:
+            subprocess.run([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], **run)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
 def _unavailable(reason: str):
     if os.environ.get("DRIPCARE_REQUIRE_POSTGRES") == "1":
         pytest.fail(f"PostgreSQL is required (DRIPCARE_REQUIRE_POSTGRES=1) but {reason}")
@@ -50,40 +101,10 @@ def _unavailable(reason: str):
 
 @pytest.fixture(scope="session")
 def postgres_server():
-    """Yields a SQLAlchemy URL (postgres://, as platforms hand it out) to an empty database."""
-    bin_dir = _binaries()
-    if bin_dir is None:
-        _unavailable("initdb was not found")
-    user = None
-    if os.geteuid() == 0:
-        user = "postgres" if _user_exists("postgres") else "nobody"
-    base = Path(tempfile.mkdtemp(prefix="dripcare-pg-"))
-    data = base / "data"
-    if user:
-        entry = pwd.getpwnam(user)
-        os.chown(base, entry.pw_uid, entry.pw_gid)
-    port = _free_port()
-    demote = _as_user(user)
-    run = dict(preexec_fn=demote, capture_output=True, text=True, cwd=base)
-    init = subprocess.run([str(bin_dir / "initdb"), "-D", str(data), "-U", "dripcare", "--auth=trust",
-                           "-E", "UTF8", "--locale=C"], **run)
-    if init.returncode:
-        _unavailable(f"initdb failed: {init.stderr.strip()[-300:]}")
-    start = subprocess.run([str(bin_dir / "pg_ctl"), "-D", str(data), "-w", "-t", "60", "-l", str(base / "log"),
-                            "-o", f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off",
-                            "start"], **run)
-    if start.returncode:
-        _unavailable(f"pg_ctl start failed: {start.stderr.strip()[-300:]}")
-    try:
-        yield f"postgres://dripcare@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], **run)
-        shutil.rmtree(base, ignore_errors=True)
-
-
-def _user_exists(name: str) -> bool:
-    try:
-        pwd.getpwnam(name)
-        return True
-    except KeyError:
-        return False
+    """Yields a URL (postgres://, as platforms hand it out) to an empty cluster."""
+    with ExitStack() as stack:
+        try:
+            url = stack.enter_context(throwaway_postgres())
+        except PostgresUnavailable as error:
+            _unavailable(str(error))
+        yield url

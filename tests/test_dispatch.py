@@ -262,11 +262,10 @@ def test_footer_on_first_sms_of_enrollment_and_again_after_start(rt, tmp_path):
 def test_daily_cap_is_checked_again_at_send_time(rt, tmp_path):
     patient, _ = enroll_sample(rt, email=None)
     with transaction(rt.engine) as session:  # two SMS went out today by hand, outside the plan
-        for n in range(2):
-            outbox.insert_planned(session, rt.clock.now(), "test", plan_key=f"manual-{n}", patient_id=patient.id,
-                                  enrollment_id=1, step_id="welcome", channel="sms", anchor_at=rt.clock.now(),
-                                  due_at=rt.clock.now(), expires_at=rt.clock.now() + timedelta(hours=1),
-                                  status="sent", sent_at=rt.clock.now(), ever_claimed=True)
+        outbox.insert_planned(session, rt.clock.now(), "test", [
+            dict(plan_key=f"manual-{n}", patient_id=patient.id, enrollment_id=1, step_id="welcome", channel="sms",
+                 anchor_at=rt.clock.now(), due_at=rt.clock.now(), expires_at=rt.clock.now() + timedelta(hours=1),
+                 status="sent", sent_at=rt.clock.now(), ever_claimed=True) for n in range(2)])
     dispatcher = make_dispatcher(rt, tmp_path)
     dispatcher.run_pass()
     dispatcher.close()

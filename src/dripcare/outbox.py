@@ -40,13 +40,17 @@ def transition(session: Session, message_id: int, expected: Iterable[str], statu
     return True
 
 
-def insert_planned(session: Session, at: datetime, by: str | None, **values) -> int:
-    """A new row from planning, with its `planned` (or `skipped`) event."""
-    message_id = session.execute(sa.insert(message).values(updated_at=at, **values)
-                                 .returning(message.c.id)).scalar_one()
-    kind = "planned" if values["status"] == "scheduled" else "skipped"
-    record_event(session, message_id, at, kind, values["status"], values.get("reason"), by=by)
-    return message_id
+def insert_planned(session: Session, at: datetime, by: str | None, rows: list[dict]) -> list[int]:
+    """New rows from planning, each with its `planned` (or `skipped`) event, in two bulk
+    statements: an enrollment plans dozens of rows at once."""
+    if not rows:
+        return []
+    ids = session.execute(sa.insert(message).returning(message.c.id, sort_by_parameter_order=True),
+                          [dict(updated_at=at, **row) for row in rows]).scalars().all()
+    session.execute(sa.insert(event), [
+        dict(message_id=i, at=at, kind="planned" if row["status"] == "scheduled" else "skipped",
+             status=row["status"], reason=row.get("reason"), detail=None, by=by) for i, row in zip(ids, rows)])
+    return ids
 
 
 def claim_due(engine: Engine, now: datetime, limit: int, worker_id: str,
@@ -61,13 +65,17 @@ def claim_due(engine: Engine, now: datetime, limit: int, worker_id: str,
     if engine.dialect.name == "postgresql":
         due = due.with_for_update(skip_locked=True)
     with Session(engine) as session, session.begin():
+        # The subquery is the expected-state condition: SQLite runs it under the write lock
+        # (BEGIN IMMEDIATE), PostgreSQL re-checks it on each row it locks. Repeating the
+        # status test outside would make SQLite walk every pending row of the status index.
         ids = session.execute(
-            sa.update(message).where(message.c.id.in_(due.scalar_subquery()), message.c.status == "scheduled")
+            sa.update(message).where(message.c.id.in_(due.scalar_subquery()))
             .values(status="sending", lease_until=now + LEASE, claimed_by=worker_id,
                     ever_claimed=True, updated_at=now)
             .returning(message.c.id)).scalars().all()
-        for message_id in ids:
-            record_event(session, message_id, now, "claimed", "sending", detail=worker_id)
+        if ids:
+            session.execute(sa.insert(event), [dict(message_id=i, at=now, kind="claimed", status="sending",
+                                                    detail=worker_id) for i in ids])
     return sorted(ids)
 
 

@@ -16,6 +16,7 @@ from .timing import QuietHours, apply_offset, local_day, send_time_from, send_wi
 
 COUNTED_SESSIONS = ("scheduled", "completed")
 PLANNING_STATES = ("scheduled", "cancelled", "skipped")
+PENDING = ("scheduled", "skipped")
 # Rows that went (or may have gone) out: they fill the daily cap and make once-only steps done.
 WENT_OUT = ("sending", "unconfirmed", "sent", "delivered", "undelivered")
 ACTIVE_ENROLLMENT = ("active", "completed")
@@ -135,9 +136,11 @@ def _plan_one(step: Step, enrollment: EnrollmentState, session: SessionState | N
     expires = expiry(step, anchor_at, due)
     floor = None if step.offset.negative else anchor_at
     natural = send_window(due, expires, tz, rules.quiet_hours, floor)
-    if existing is not None and existing.status == "scheduled" and (natural is None or natural < now):
-        # Rule 5: planning never re-judges a scheduled row against now.
-        send_at = natural if natural is None else existing.due_at
+    if existing is not None and existing.status in PENDING and (natural is None or natural < now):
+        # Rule 5: planning never re-judges a pending row against now (a capped row keeps its
+        # day, whenever the next replan happens); a cancelled one coming back is new again.
+        had_window = natural is not None and existing.reason != "no_send_window"
+        send_at = existing.due_at if had_window else None
     else:
         send_at = send_time_from(now, natural, expires, tz, rules.quiet_hours)
     session_id = session.id if session else None

@@ -75,25 +75,31 @@ def reconcile_patient(session: Session, patient: Patient, clinic: Clinic, campai
                                  reason=reason, by=by, next_attempt_at=None):
                 changes.counts["cancelled"] += 1
     existing = {r.key: r for r in rows}
+    new_rows = [_new_row(p, patient.id) for p in desired.values() if p.key not in existing]
+    outbox.insert_planned(session, now, by, new_rows)
+    changes.counts.update(("planned" if r["status"] == "scheduled" else "skipped") for r in new_rows)
     for planned in desired.values():
-        _apply(session, planned, existing.get(planned.key), patient.id, now, by, changes)
+        if planned.key in existing:
+            _apply(session, planned, existing[planned.key], now, by, changes)
     return changes
 
 
-def _apply(session: Session, planned: Planned, row: RowState | None, patient_id: int, now: datetime, by: str | None, changes: Changes) -> None:
-    values = dict(due_at=planned.due_at, expires_at=planned.expires_at, priority=planned.priority)
-    if row is None:
-        outbox.insert_planned(session, now, by, plan_key=planned.key, patient_id=patient_id,
-                              enrollment_id=planned.enrollment_id, session_id=planned.session_id,
-                              step_id=planned.step_id, channel=planned.channel, anchor_at=planned.anchor_at,
-                              status=planned.status, reason=planned.reason, **values)
-        changes.counts["planned" if planned.status == "scheduled" else "skipped"] += 1
-        return
+def _new_row(planned: Planned, patient_id: int) -> dict:
+    return dict(plan_key=planned.key, patient_id=patient_id, enrollment_id=planned.enrollment_id,
+                session_id=planned.session_id, step_id=planned.step_id, channel=planned.channel,
+                anchor_at=planned.anchor_at, status=planned.status, reason=planned.reason,
+                due_at=planned.due_at, expires_at=planned.expires_at, priority=planned.priority)
+
+
+def _apply(session: Session, planned: Planned, row: RowState, now: datetime, by: str | None,
+           changes: Changes) -> None:
+    """Move, skip or reopen an existing row that planning still owns, when it differs."""
     if ((row.status, row.reason, row.due_at, row.expires_at)
             == (planned.status, planned.reason, planned.due_at, planned.expires_at)):
         return
     kind = ("skipped" if planned.status == "skipped" else
             "moved" if row.status == "scheduled" else "reopened")
-    if outbox.transition(session, row.id, (row.status,), planned.status, now, kind,
-                         reason=planned.reason, by=by, next_attempt_at=None, **values):
+    if outbox.transition(session, row.id, (row.status,), planned.status, now, kind, reason=planned.reason,
+                         by=by, next_attempt_at=None, due_at=planned.due_at, expires_at=planned.expires_at,
+                         priority=planned.priority):
         changes.counts[kind] += 1
