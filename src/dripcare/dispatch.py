@@ -13,6 +13,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import repeat
 
 import sqlalchemy as sa
 from sqlmodel import Session
@@ -65,9 +66,12 @@ class Dispatcher:
             ids = self._claim(now)
             if not ids:
                 break
-            outgoing = [o for o in (self._prepare(i, summary) for i in ids) if o is not None]
-            for result in self._pool.map(self._deliver, outgoing):
-                summary[result] += 1
+            # Each message goes to the pool as soon as it is checked and rendered, so sends
+            # overlap with the preparation of the rest of the batch.
+            sends = [self._pool.submit(self._deliver, out) for out in map(self._prepare, ids, repeat(summary))
+                     if out is not None]
+            for send in sends:
+                summary[send.result()] += 1
         return summary
 
     def _claim(self, now: datetime) -> list[int]:
