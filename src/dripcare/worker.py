@@ -9,6 +9,7 @@ import signal
 import socket
 import threading
 import uuid
+from collections import Counter
 from datetime import datetime, timezone
 
 from apscheduler.executors.pool import ThreadPoolExecutor as JobExecutor
@@ -67,18 +68,20 @@ class WorkerProcess:
         self.rt, self.settings, self.dispatcher, self.worker_id = rt, settings, dispatcher, worker_id
         self.idle = threading.Event()
         self.idle.set()
+        self.busy = threading.Lock()  # one pass or sweep at a time touches rows in doubt
         self.scheduler = BlockingScheduler(timezone=timezone.utc, executors={"default": JobExecutor(4)})
 
     def dispatch_job(self) -> None:
-        self.idle.clear()
-        try:
-            summary = self.dispatcher.run_pass()
-            if +summary:
-                log.info("pass: %s", ", ".join(f"{n} {k}" for k, n in sorted(summary.items())))
-        except Exception:
-            log.exception("dispatch pass failed; the next pass tries again")
-        finally:
-            self.idle.set()
+        with self.busy:
+            self.idle.clear()
+            try:
+                summary = self.dispatcher.run_pass()
+                if +summary:
+                    log.info("pass: %s", ", ".join(f"{n} {k}" for k, n in sorted(summary.items())))
+            except Exception:
+                log.exception("dispatch pass failed; the next pass tries again")
+            finally:
+                self.idle.set()
 
     def heartbeat_job(self) -> None:
         now = self.rt.clock.now()
@@ -89,7 +92,18 @@ class WorkerProcess:
             session.add(row)
 
     def sweep_job(self) -> None:
-        """Campaign files changed on disk: plan again with them, or keep the last good ones."""
+        """Expired leases and unconfirmed sends are resolved even while passes find nothing
+        due; changed campaign files are planned with (or the last good ones kept)."""
+        if self.busy.acquire(blocking=False):  # a running pass resolves them itself
+            try:
+                summary = Counter()
+                self.dispatcher.resolve_in_doubt(summary)
+                if +summary:
+                    log.info("sweep: %s", ", ".join(f"{n} {k}" for k, n in sorted(summary.items())))
+            except Exception:
+                log.exception("lease sweep failed")
+            finally:
+                self.busy.release()
         try:
             reload_campaigns(self.rt, self.settings)
         except Exception:
