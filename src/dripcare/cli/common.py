@@ -63,20 +63,27 @@ def print_json(document) -> None:
     sys.stdout.write(json.dumps(document, default=_default, indent=2, ensure_ascii=False) + "\n")
 
 
-def runtime():
-    """Settings, database (schema checked), clinic files and the clock, or one error line."""
+def database():
+    """The engine (schema checked) and the clock, for commands that need no clinic files:
+    `status` must answer even while a campaign file is broken."""
     from ..db import DatabaseBehind, ensure_schema, make_engine
-    from ..service import Runtime
 
     s = settings()
     try:
         engine = make_engine(s.database_url)
         ensure_schema(engine)
-        clock = s.clock()
+        return engine, s.clock()
     except (SettingsError, DatabaseBehind) as error:
         fail(str(error))
     except Exception as error:  # the database is unreachable or not a database
         fail(f"cannot open the database at DATABASE_URL: {type(error).__name__}: {str(error).splitlines()[0]}")
+
+
+def runtime():
+    """Settings, database (schema checked), clinic files and the clock, or one error line."""
+    from ..service import Runtime
+
+    engine, clock = database()
     clinic, campaigns = clinic_and_campaigns()
     return Runtime(engine=engine, clinic=clinic, campaigns=campaigns, clock=clock)
 

@@ -10,7 +10,7 @@ from rich.table import Table
 from sqlmodel import Session
 
 from ..settings import SettingsError
-from .common import console, fail, iso, print_json, runtime, settings
+from .common import console, database, fail, iso, print_json, runtime, settings
 
 channel_app = typer.Typer(help="Pause or resume a channel for every worker.", no_args_is_help=True)
 
@@ -66,9 +66,9 @@ def status(as_json: bool = typer.Option(False, "--json")):
     """Workers, queue depth, oldest overdue, paused channels, failures."""
     from ..status import snapshot
 
-    rt = runtime()
-    with Session(rt.engine) as session:
-        snap = snapshot(session, rt.clock.now())
+    engine, clock = database()
+    with Session(engine) as session:
+        snap = snapshot(session, clock.now())
     snap["simulated_clock"] = settings().now_spec
     if as_json:
         print_json(snap)
@@ -104,10 +104,10 @@ def _channel_command(pause: bool):
         from .common import who
 
         name = choice(channel, ("sms", "email"), "channel")
-        rt = runtime()
-        with transaction(rt.engine) as session:
+        engine, clock = database()
+        with transaction(engine) as session:
             if pause:
-                channels.pause(session, name, reason or f"paused by {who(by)}", rt.clock.now(), None)
+                channels.pause(session, name, reason or f"paused by {who(by)}", clock.now(), None)
             else:
                 channels.resume(session, name)
         console.print(f"{name} {'paused' if pause else 'resumed'} for every worker")
