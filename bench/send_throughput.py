@@ -22,7 +22,7 @@ from dripcare.transports.base import Outgoing
 from dripcare.worker import build_dispatcher
 
 import planning_cost
-from measure import EXAMPLES, Section, count, fresh_sqlite, ms, say, seconds
+from measure import EXAMPLES, Section, fresh_sqlite, ms, say, seconds
 
 # Noon on a Wednesday in Edmonton: outside quiet hours, so the check at send time lets
 # every row go (on the system clock the result would depend on the hour of the run).

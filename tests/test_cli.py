@@ -11,6 +11,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from .clihelp import js, ok
 
 UTC = timezone.utc
 NY = ZoneInfo("America/New_York")
@@ -30,15 +31,6 @@ def db(tmp_path):
             connection.row_factory = sqlite3.Row
             return [dict(r) for r in connection.execute(sql, params)]
     return query
-
-
-def ok(r):
-    assert r.code == 0, (r.code, r.out, r.err)
-    return r
-
-
-def js(r):
-    return json.loads(ok(r).out)
 
 
 def one_line(r, code: int = 1) -> str:

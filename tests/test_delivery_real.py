@@ -20,7 +20,7 @@ from dripcare.worker import build_dispatcher
 
 from .dispatching import enroll_sample, events, rows
 from .test_transports_smtp import Mailbox, parse
-from .twilio_fakes import ACCOUNT_SID, AUTH_TOKEN, FROM_NUMBER, fake_twilio, free_port  # noqa: F401
+from .twilio_fakes import ACCOUNT_SID, AUTH_TOKEN, FROM_NUMBER, free_port
 
 SECRET = "test-secret-key"
 PUBLIC = "https://care.example.org"

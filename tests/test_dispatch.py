@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from datetime import datetime, timedelta, timezone
 
-import pytest
 import sqlalchemy as sa
 from sqlmodel import Session
 
 from dripcare import outbox, service
 from dripcare.consent import consent_in_force, record_consent
 from dripcare.db import transaction
-from dripcare.models import ChannelState, Consent, Message, Patient, TreatmentSession
+from dripcare.models import ChannelState, Consent, Patient, TreatmentSession
 from dripcare.timing import zone
 
 from .dispatching import (ScriptedTransport, TransportError, enroll_sample, events, fast_forward, jsonl,

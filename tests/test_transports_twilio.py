@@ -12,7 +12,7 @@ from dripcare.transports.twilio_sms import (
     classify_callback_code,
     classify_twilio_error,
 )
-from .twilio_fakes import ACCOUNT_SID, AUTH_TOKEN, FROM_NUMBER, SERVICE_SID, fake_twilio, free_port  # noqa: F401
+from .twilio_fakes import ACCOUNT_SID, AUTH_TOKEN, FROM_NUMBER, SERVICE_SID, free_port
 
 NOW = datetime(2027, 6, 9, 16, 0, tzinfo=timezone.utc)
 PHONE = "+15555550123"

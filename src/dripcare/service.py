@@ -122,17 +122,31 @@ def update_patient(rt: Runtime, ref: str, *, by: str, phone=None, email=None, ti
         if "external_id" in values and session.execute(sa.select(Patient.id).where(
                 Patient.external_id == values["external_id"], Patient.id != patient.id)).scalar():
             raise BadInput(f"external id {values['external_id']!r} already belongs to another patient")
-        if "phone" in values and values["phone"] != patient.phone:
-            patient.phone_invalid = False
-        if "email" in values and values["email"] != patient.email:
-            patient.email_invalid = False
-        for key, value in values.items():
-            setattr(patient, key, value)
-        session.add(patient)
-        session.flush()
+        change_patient(session, patient, values)
         return patient
 
     return rt.change(ref, by, act)
+
+
+def change_patient(session: Session, patient: Patient, values: dict) -> None:
+    """A new phone or email clears its invalid flag; consent does not follow it (SPEC 5)."""
+    if "phone" in values and values["phone"] != patient.phone:
+        patient.phone_invalid = False
+    if "email" in values and values["email"] != patient.email:
+        patient.email_invalid = False
+    for key, value in values.items():
+        setattr(patient, key, value)
+    session.add(patient)
+    session.flush()
+
+
+def new_enrollment(session: Session, patient_id: int, campaign_id: str, now: datetime) -> Enrollment:
+    """An active enrollment from `now`; its first SMS will carry the footer."""
+    enrollment = Enrollment(patient_id=patient_id, campaign_id=campaign_id, status="active",
+                            enrolled_at=now, footer_since=now)
+    session.add(enrollment)
+    session.flush()
+    return enrollment
 
 
 def set_consent(rt: Runtime, ref: str, channel: str, granted: bool, *, source: str, by: str,
@@ -165,10 +179,7 @@ def enroll(rt: Runtime, ref: str, campaign_id: str, session_times: list[str], *,
         if current is not None:
             raise BadInput(f"patient {patient.id} is already enrolled in {campaign.id} (enrollment {current}); "
                            f"add sessions with `dripcare session add`")
-        enrollment = Enrollment(patient_id=patient.id, campaign_id=campaign.id, status="active",
-                                enrolled_at=now, footer_since=now)
-        session.add(enrollment)
-        session.flush()
+        enrollment = new_enrollment(session, patient.id, campaign.id, now)
         for start in sorted(starts):
             session.add(TreatmentSession(enrollment_id=enrollment.id, starts_at=start, duration_minutes=duration,
                                          modality=modality, location=location))

@@ -14,7 +14,6 @@ from datetime import datetime, timezone
 
 from apscheduler.executors.pool import ThreadPoolExecutor as JobExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
-from sqlmodel import Session
 
 from . import outbox
 from .campaigns import load_campaigns

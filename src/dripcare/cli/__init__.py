@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from ..inputs import BadInput
-from . import messages, operations, patients, setup, templates, web
+from . import messages, operations, patients, records, setup, templates, web
 from .common import fail
 
 app = typer.Typer(
@@ -27,6 +27,7 @@ app.add_typer(setup.campaigns_app, name="campaigns")
 app.add_typer(templates.app, name="templates")
 operations.register(app)
 web.register(app)
+records.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -20,10 +20,6 @@ console = Console(highlight=False, width=None if sys.stdout.isatty() else 150)
 err_console = Console(stderr=True, highlight=False)
 
 
-class BadInput(Exception):
-    """A present but invalid value: one line, exit 1, nothing written."""
-
-
 def fail(message: str) -> NoReturn:
     err_console.print(f"error: {message}", markup=False, soft_wrap=True)
     sys.exit(1)
