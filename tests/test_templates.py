@@ -15,9 +15,9 @@ from typer.testing import CliRunner
 
 from dripcare.campaigns import load_campaigns
 from dripcare.clinic import load_clinic
+from dripcare.template_check import check_templates, sample_contexts
 from dripcare.templates import (
-    PatientFacts, SessionFacts, Templates, TemplateError, build_context, check_templates,
-    clean_sms, sample_contexts, sms_segments)
+    PatientFacts, SessionFacts, Templates, TemplateError, build_context, clean_sms, sms_segments)
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "src" / "dripcare" / "examples"
 UTC = timezone.utc

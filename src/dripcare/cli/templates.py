@@ -7,7 +7,8 @@ from typing import Annotated, Optional
 import typer
 
 from ..campaigns import CHANNELS
-from ..templates import Templates, TemplateError, check_templates, sample_contexts
+from ..template_check import check_templates, sample_contexts
+from ..templates import Templates, TemplateError
 from .common import clinic_and_campaigns, console, fail, settings
 
 app = typer.Typer(help="Check and preview the message templates.", no_args_is_help=True)
