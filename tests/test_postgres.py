@@ -108,3 +108,42 @@ def test_a_dispatch_pass_on_postgres_sends_each_due_message_once(pg_rt, tmp_path
     assert first["sent"] == 2 and second["sent"] == 0
     lines = jsonl(tmp_path / "outbox" / "sms.jsonl") + jsonl(tmp_path / "outbox" / "email.jsonl")
     assert sorted(line["message_id"] for line in lines) == sorted(m.id for m in rows(pg_rt.engine, status="sent"))
+
+
+def test_two_processes_replanning_one_patient_take_turns(pg_rt):
+    from dripcare import service
+    from dripcare.db import transaction
+    from dripcare.models import Patient
+    from dripcare.reconcile import reconcile_patient
+
+    patient, enrollment = enroll_sample(pg_rt)
+    with pg_rt.engine.begin() as c:  # as if the plan had never been written
+        c.execute(sa.text("DELETE FROM message_event"))
+        c.execute(sa.text("DELETE FROM message"))
+    outcome: dict = {}
+
+    def second_process() -> None:
+        try:
+            outcome["changes"] = service.replan(pg_rt, by="second", enrollment_id=str(enrollment.id)).counts
+        except Exception as error:  # without the turn-taking: a duplicate plan_key
+            outcome["error"] = error
+
+    with transaction(pg_rt.engine) as session:  # the first process, mid-replan
+        first = reconcile_patient(session, session.get(Patient, patient.id), pg_rt.clinic, pg_rt.campaigns,
+                                  pg_rt.clock.now(), "first")
+        other = threading.Thread(target=second_process)
+        other.start()
+        assert _waits_on_a_lock(pg_rt.engine), "the second replan did not wait for the first"
+    other.join(timeout=30)
+    assert "error" not in outcome, outcome
+    assert sum(first.counts.values()) > 0 and sum(outcome["changes"].values()) == 0
+
+
+def _waits_on_a_lock(engine, polls: int = 200) -> bool:
+    """Bounded polling of pg_stat_activity: another session is blocked on a lock."""
+    for _ in range(polls):
+        with engine.connect() as c:
+            if c.execute(sa.text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")).scalar():
+                return True
+        threading.Event().wait(0.05)
+    return False

@@ -62,6 +62,9 @@ def row_states(session: Session, patient_id: int) -> list[RowState]:
 def reconcile_patient(session: Session, patient: Patient, clinic: Clinic, campaigns: dict[str, Campaign],
                       now: datetime, by: str | None = None) -> Changes:
     """Bring one patient's outbox in line with the plan. Running it twice changes nothing."""
+    # Two processes replanning one patient at once (a STOP arriving while staff reschedule)
+    # take turns on PostgreSQL; SQLite's write lock already serialises them.
+    session.execute(sa.select(Patient.id).where(Patient.id == patient.id).with_for_update())
     state = patient_state(session, patient)
     enrollments = enrollment_states(session, patient.id, campaigns)
     rows = row_states(session, patient.id)
