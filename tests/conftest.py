@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -106,3 +107,13 @@ def cli(monkeypatch, capsys, tmp_path, clinic_dir):
         return Result(code, captured.out, captured.err)
 
     return run
+
+
+@pytest.fixture
+def db(tmp_path):
+    """Read the `cli` fixture's database directly, as SQL sees it."""
+    def query(sql: str, *params):
+        with sqlite3.connect(tmp_path / "cli.db") as connection:
+            connection.row_factory = sqlite3.Row
+            return [dict(r) for r in connection.execute(sql, params)]
+    return query

@@ -23,16 +23,6 @@ PATIENT_FIELDS = {"id", "external_id", "first_name", "last_name", "preferred_nam
                   "timezone", "locale", "discreet", "consent"}
 
 
-@pytest.fixture
-def db(tmp_path):
-    """Read the CLI's database directly (the `cli` fixture's file)."""
-    def query(sql: str, *params):
-        with sqlite3.connect(tmp_path / "cli.db") as connection:
-            connection.row_factory = sqlite3.Row
-            return [dict(r) for r in connection.execute(sql, params)]
-    return query
-
-
 def one_line(r, code: int = 1) -> str:
     assert r.code == code, (r.code, r.out, r.err)
     lines = r.err.strip().splitlines()

@@ -13,15 +13,6 @@ HEADER = "external_id,first_name,last_name,phone,email,timezone,consent_sms,cons
 
 
 @pytest.fixture
-def db(tmp_path):
-    def query(sql: str, *params):
-        with sqlite3.connect(tmp_path / "cli.db") as connection:
-            connection.row_factory = sqlite3.Row
-            return [dict(r) for r in connection.execute(sql, params)]
-    return query
-
-
-@pytest.fixture
 def csv_file(tmp_path):
     """Write rows under a header; `bom` and `crlf` as a spreadsheet's "CSV UTF-8" would."""
     def write(*rows: str, header: str = HEADER, name: str = "patients.csv", bom=False, crlf=False):

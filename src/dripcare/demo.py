@@ -19,6 +19,7 @@ from .campaigns import load_campaigns
 from .clinic import load_clinic
 from .clock import VirtualClock
 from .db import make_engine, upgrade
+from .logs import counts_text
 from .models import Message, Patient
 from .rate import SendRate
 from .settings import Settings
@@ -166,6 +167,6 @@ def _summary(engine, console: Console) -> None:
         by_step[step][status + (f" ({reason})" if reason else "")] += n
     table = Table("step", "outcome")
     for step, counts in by_step.items():
-        table.add_row(step, ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+        table.add_row(step, counts_text(counts))
     console.print("\n[bold]Summary per step[/]")
     console.print(table)

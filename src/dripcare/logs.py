@@ -30,3 +30,8 @@ def configure(log_format: str, level: int = logging.INFO) -> None:
     logging.getLogger("twilio").setLevel(logging.WARNING)
     # urllib3's debug lines carry request URLs, and a Twilio lookup's URL holds the number.
     logging.getLogger("urllib3").setLevel(logging.WARNING)
+
+
+def counts_text(counts) -> str:
+    """`3 sent, 1 retried` from a Counter, in a stable order; empty when nothing happened."""
+    return ", ".join(f"{n} {what}" for what, n in sorted(counts.items()) if n)

@@ -19,6 +19,7 @@ from . import outbox
 from .campaigns import load_campaigns
 from .clinic import ConfigError
 from .db import transaction
+from .logs import counts_text
 from .dispatch import DispatchOptions, Dispatcher
 from .models import CampaignFile, Worker
 from .rate import SendRate
@@ -76,7 +77,7 @@ class WorkerProcess:
             try:
                 summary = self.dispatcher.run_pass()
                 if +summary:
-                    log.info("pass: %s", ", ".join(f"{n} {k}" for k, n in sorted(summary.items())))
+                    log.info("pass: %s", counts_text(summary))
             except Exception:
                 log.exception("dispatch pass failed; the next pass tries again")
             finally:
@@ -98,7 +99,7 @@ class WorkerProcess:
                 summary = Counter()
                 self.dispatcher.resolve_in_doubt(summary)
                 if +summary:
-                    log.info("sweep: %s", ", ".join(f"{n} {k}" for k, n in sorted(summary.items())))
+                    log.info("sweep: %s", counts_text(summary))
             except Exception:
                 log.exception("lease sweep failed")
             finally:

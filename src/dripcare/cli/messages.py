@@ -10,6 +10,7 @@ from rich.table import Table
 from sqlmodel import Session
 
 from .. import service
+from ..logs import counts_text
 from ..models import Message, Patient, TreatmentSession
 from .common import console, iso, local, print_json, runtime, who
 
@@ -100,5 +101,5 @@ def replan(enrollment: Optional[str] = typer.Argument(None, metavar="[ENROLLMENT
     if (enrollment is None) == (not all_):
         raise typer.BadParameter("give one ENROLLMENT or --all, not both or neither")
     changes = service.replan(runtime(), by=who(by), enrollment_id=None if all_ else enrollment)
-    summary = ", ".join(f"{n} {kind}" for kind, n in sorted(changes.counts.items())) or "no changes"
+    summary = counts_text(changes.counts) or "no changes"
     console.print(f"replanned: {summary}")

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 from sqlmodel import Session
 
+from ..logs import counts_text
 from ..settings import SettingsError
 from .common import console, database, fail, iso, print_json, runtime, settings
 
@@ -39,7 +40,7 @@ def dispatch(once: bool = typer.Option(False, "--once", help="One pass, then exi
         summary = dispatcher.run_pass()
     finally:
         dispatcher.close()
-    console.print("pass: " + (", ".join(f"{n} {k}" for k, n in sorted(summary.items())) or "nothing due"))
+    console.print("pass: " + (counts_text(summary) or "nothing due"))
 
 
 def worker():

@@ -10,7 +10,9 @@ import typer
 from rich.table import Table
 from sqlmodel import Session
 
-from .. import importer, report as reporting
+from .. import importer
+from .. import report as reporting
+from ..logs import counts_text
 from .common import console, err_console, iso, print_json, runtime, who
 
 IMPORT_HELP = """Import patients, enrollments and sessions from a CSV file: all or nothing.
@@ -62,7 +64,7 @@ def import_csv(
             console.print(action, markup=False, soft_wrap=True)
         console.print(f"dry run, nothing written: would import {outcome.summary()}", markup=False)
         return
-    planned = ", ".join(f"{n} {kind}" for kind, n in sorted(outcome.messages.items()) if n) or "no changes"
+    planned = counts_text(outcome.messages) or "no changes"
     console.print(f"imported {Path(file).name}: {outcome.summary()}; messages: {planned}", markup=False)
 
 
