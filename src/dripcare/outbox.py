@@ -14,7 +14,6 @@ from sqlmodel import Session
 from .models import Message, MessageEvent
 
 LEASE = timedelta(minutes=5)
-PENDING = ("scheduled", "skipped")
 FINAL = ("delivered", "undelivered", "failed", "expired", "cancelled")
 message = Message.__table__
 event = MessageEvent.__table__

@@ -15,7 +15,7 @@ from .campaigns import Campaign
 from .clinic import Clinic
 from .consent import consent_in_force
 from .models import Enrollment, Message, Patient, TreatmentSession
-from .planner import (EnrollmentState, PatientState, Planned, RowState, Rules, SessionState,
+from .planner import (PENDING, EnrollmentState, PatientState, Planned, RowState, Rules, SessionState,
                       cancel_reason, plan_patient)
 
 
@@ -72,9 +72,9 @@ def reconcile_patient(session: Session, patient: Patient, clinic: Clinic, campai
     changes = Changes()
     by_enrollment = {e.id: e for e in enrollments}
     for row in rows:
-        if row.key not in desired and row.status in outbox.PENDING and row.belongs_to_planning:
+        if row.key not in desired and row.status in PENDING and row.belongs_to_planning:
             reason = cancel_reason(row, by_enrollment.get(row.enrollment_id), state)
-            if outbox.transition(session, row.id, outbox.PENDING, "cancelled", now, "cancelled",
+            if outbox.transition(session, row.id, PENDING, "cancelled", now, "cancelled",
                                  reason=reason, by=by, next_attempt_at=None):
                 changes.counts["cancelled"] += 1
     existing = {r.key: r for r in rows}

@@ -19,6 +19,7 @@ from .consent import CHANNELS, consent_in_force, record_consent
 from .db import transaction
 from .inputs import BadInput
 from .models import Enrollment, Message, Patient, TreatmentSession
+from .planner import PENDING
 from .reconcile import Changes, reconcile_patient
 
 SESSION_ACTIONS = {"cancel": "cancelled", "complete": "completed", "no-show": "no_show"}
@@ -283,7 +284,7 @@ def cancel_message(rt: Runtime, message_id: str, *, by: str) -> Message:
     """Staff cancel one pending message; planning leaves it cancelled."""
     with transaction(rt.engine) as session:
         row = _get(session, Message, message_id, "message")
-        if not outbox.transition(session, row.id, outbox.PENDING,
+        if not outbox.transition(session, row.id, PENDING,
                                  "cancelled", rt.clock.now(), "cancelled", reason="staff", by=by,
                                  next_attempt_at=None):
             raise BadInput(f"message {row.id} is {row.status}; only a scheduled or skipped message can be cancelled")
