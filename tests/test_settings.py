@@ -154,3 +154,11 @@ def test_cli_reads_dotenv_in_working_directory(cli, tmp_path, monkeypatch):
     one_line_error(cli("patient", "list"), "DRIPCARE_NOW")
     # the process environment wins over .env
     assert cli("patient", "list", env={"DRIPCARE_NOW": "2027-03-01T15:00:00Z"}).code == 0
+
+
+def test_unsubscribe_links_are_signed_with_the_current_key_and_verified_with_the_old_too():
+    assert Settings({"DRIPCARE_SECRET_KEY": "new", "DRIPCARE_SECRET_KEY_OLD": "old"}).unsubscribe_keys() == ["new", "old"]
+    real = {"DRIPCARE_SMS_TRANSPORT": "twilio", "DRIPCARE_SECRET_KEY_OLD": "old"}
+    with pytest.raises(SettingsError, match="DRIPCARE_SECRET_KEY is not set"):
+        Settings(real).unsubscribe_keys()  # an old key alone never signs
+    assert Settings({"DRIPCARE_SECRET_KEY_OLD": "old"}).unsubscribe_keys()[1:] == ["old"]

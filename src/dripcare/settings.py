@@ -157,9 +157,12 @@ class Settings:
         return SimulatedClock(start, speed)
 
     # Twilio and SMTP settings are read only by the transports that use them.
+    def twilio_auth_token(self, why: str) -> str:
+        return self._required("TWILIO_AUTH_TOKEN", why)
+
     def twilio(self) -> dict[str, str | None]:
         sid = self._required("TWILIO_ACCOUNT_SID", "the twilio SMS transport needs the account SID")
-        token = self._required("TWILIO_AUTH_TOKEN", "the twilio SMS transport needs the auth token")
+        token = self.twilio_auth_token("the twilio SMS transport needs it")
         service = self._get("TWILIO_MESSAGING_SERVICE_SID")
         sender = self._get("TWILIO_FROM_NUMBER")
         if not (service or sender):
@@ -175,20 +178,17 @@ class Settings:
         security = self._choice("SMTP_SECURITY", "starttls", ("starttls", "ssl", "none"))
         port = self._number("SMTP_PORT", "465" if security == "ssl" else "587")
         sender = self._required("EMAIL_FROM", "the smtp email transport needs a From address")
-        reply_to = self.email_reply_to
         return {"host": host, "port": port, "security": security,
                 "username": self._get("SMTP_USERNAME"), "password": self._get("SMTP_PASSWORD"),
-                "email_from": sender, "reply_to": reply_to}
+                "email_from": sender, "reply_to": self.email_reply_to}
 
     def unsubscribe_keys(self) -> list[str]:
-        """Keys that sign (the first) and verify unsubscribe links. With only development
-        transports a fixed key stands in, so a demo's links work in the local web process."""
-        keys = [k for k in (self.secret_key, self.secret_key_old) if k]
-        if keys:
-            return keys
-        if self.sms_transport in ("console", "file") and self.email_transport in ("console", "file"):
-            return [DEVELOPMENT_KEY]
-        raise SettingsError("DRIPCARE_SECRET_KEY is not set; a real transport needs it to sign unsubscribe links")
-
-    def require_secret_key(self) -> str:
-        return self._required("DRIPCARE_SECRET_KEY", "a real transport needs it to sign unsubscribe links")
+        """The key that signs unsubscribe links, then the old one that still verifies them.
+        With only development transports a fixed key stands in for a missing one, so a
+        demo's links work in the local web process; a real transport requires the key."""
+        signer = self.secret_key
+        if signer is None:
+            if not (self.sms_transport in ("console", "file") and self.email_transport in ("console", "file")):
+                raise SettingsError("DRIPCARE_SECRET_KEY is not set; a real transport needs it to sign unsubscribe links")
+            signer = DEVELOPMENT_KEY
+        return [signer] + ([self.secret_key_old] if self.secret_key_old else [])

@@ -49,13 +49,6 @@ HEARTBEATS_ALLOWED = 3  # dispatch intervals a worker heartbeat may be old (SPEC
 
 # --- Settings the web process needs --------------------------------------------------
 
-def twilio_auth_token(settings: Settings) -> str:
-    token = settings.env.get("TWILIO_AUTH_TOKEN", "").strip()
-    if not token:
-        raise SettingsError("TWILIO_AUTH_TOKEN is not set; the web process needs it to check Twilio signatures")
-    return token
-
-
 def public_base_url(settings: Settings) -> str:
     url = settings.public_base_url
     if url is None:
@@ -136,8 +129,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     if settings.now_spec:
         log.warning("DRIPCARE_NOW=%s: running on a simulated clock", settings.now_spec)
     rt = runtime or build_runtime(settings)
-    web = WebHooks(rt, Templates(settings.messages_dir, rt.clinic),
-                   RequestValidator(twilio_auth_token(settings)), public_base_url(settings),
+    token = settings.twilio_auth_token("the web process needs it to check Twilio signatures")
+    web = WebHooks(rt, Templates(settings.messages_dir, rt.clinic), RequestValidator(token), public_base_url(settings),
                    settings.unsubscribe_keys(), clinic_notice(settings, rt), settings.dispatch_interval)
     app = Flask(__name__)
     app.add_url_rule("/twilio/status", "twilio_status", web.status_callback, methods=["POST"])

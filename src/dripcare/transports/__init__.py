@@ -31,7 +31,7 @@ def _sms(settings: Settings, console) -> Transport:
     from .twilio_sms import TwilioSms  # the SDK loads only where it is used
 
     twilio = settings.twilio()
-    settings.require_secret_key()
+    settings.unsubscribe_keys()  # a real transport needs DRIPCARE_SECRET_KEY
     return TwilioSms(**twilio, public_base_url=settings.public_base_url)
 
 
@@ -45,7 +45,7 @@ def _email(settings: Settings, console) -> Transport:
     from .smtp_email import SmtpEmail
 
     smtp = settings.smtp()
-    settings.require_secret_key()
+    settings.unsubscribe_keys()  # a real transport needs DRIPCARE_SECRET_KEY
     if settings.public_base_url is None:
         # Every email carries a one-click unsubscribe link (SPEC 7 "Email"), built on this URL.
         raise SettingsError("DRIPCARE_PUBLIC_BASE_URL is not set; the smtp email transport needs it for unsubscribe links")
