@@ -168,3 +168,8 @@ def test_a_changed_campaign_file_is_planned_with_and_a_bad_one_keeps_the_last_go
 def _rows(engine):
     with Session(engine) as session:
         return session.execute(sa.select(Message)).scalars().all()
+
+
+def test_dispatch_without_once_is_a_usage_error(cli):
+    result = cli("dispatch")
+    assert result.code == 2 and "--once" in result.err

@@ -30,8 +30,9 @@ def dispatch(once: bool = typer.Option(False, "--once", help="One pass, then exi
     from .. import logs
     from ..worker import announce, new_worker_id
 
-    if not once:
-        fail("dispatch runs one pass with --once; use `dripcare worker` for the long-running scheduler")
+    if not once:  # a missing option is a usage error (exit 2), as SPEC 9 says
+        raise typer.BadParameter("dispatch runs one pass with --once; `dripcare worker` is the long-running "
+                                 "scheduler", param_hint="--once")
     rt = runtime()
     logs.configure(settings().log_format)
     dispatcher = _dispatcher(rt, new_worker_id())
