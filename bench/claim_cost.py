@@ -10,10 +10,10 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from dripcare import outbox
-from dripcare.db import make_engine, upgrade
-from dripcare.models import Enrollment, Patient
-from dripcare.settings import Settings
+from dripcare.store import outbox
+from dripcare.store.db import make_engine, upgrade
+from dripcare.store.models import Enrollment, Patient
+from dripcare.config.settings import Settings
 
 from measure import Section, count, median_of, ms, say, seconds, us
 from tests.pg import PostgresUnavailable, throwaway_postgres

@@ -15,8 +15,8 @@ from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.engine import Engine
 
-from dripcare import outbox
-from dripcare.db import make_engine, transaction
+from dripcare.store import outbox
+from dripcare.store.db import make_engine, transaction
 
 import claim_cost
 from measure import Section, count, fresh_sqlite, memory_of, mib, ms, say, seconds

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
-from dripcare.db import make_engine, upgrade
+from dripcare.store.db import make_engine, upgrade
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "src" / "dripcare" / "examples"

@@ -12,14 +12,14 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from dripcare import service
-from dripcare.campaigns import load_campaigns
-from dripcare.clinic import load_clinic
-from dripcare.clock import Clock, VirtualClock
-from dripcare.db import transaction
-from dripcare.models import Message, Patient
-from dripcare.planner import plan_patient
-from dripcare.reconcile import enrollment_states, patient_state, rules_of
+from dripcare.app import service
+from dripcare.config.campaigns import load_campaigns
+from dripcare.config.clinic import load_clinic
+from dripcare.config.clock import Clock, VirtualClock
+from dripcare.store.db import transaction
+from dripcare.store.models import Message, Patient
+from dripcare.domain.planner import plan_patient
+from dripcare.app.reconcile import enrollment_states, patient_state, rules_of
 
 import claim_cost
 from measure import EXAMPLES, Section, count, fresh_sqlite, median_of, memory_of, mib, ms, say, seconds

@@ -6,9 +6,9 @@ from __future__ import annotations
 import time
 from datetime import datetime, timedelta, timezone
 
-from dripcare.campaigns import load_campaigns
-from dripcare.clinic import load_clinic
-from dripcare.templates import PatientFacts, SessionFacts, Templates, build_context
+from dripcare.config.campaigns import load_campaigns
+from dripcare.config.clinic import load_clinic
+from dripcare.delivery.templates import PatientFacts, SessionFacts, Templates, build_context
 
 from measure import EXAMPLES, Section, count, ms, say, seconds, us
 

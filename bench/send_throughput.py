@@ -14,11 +14,12 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from dripcare import outbox, service
-from dripcare.clock import SimulatedClock
-from dripcare.rate import SendRate
-from dripcare.settings import Settings
-from dripcare.transports.base import Outgoing
+from dripcare.store import outbox
+from dripcare.app import service
+from dripcare.config.clock import SimulatedClock
+from dripcare.delivery.rate import SendRate
+from dripcare.config.settings import Settings
+from dripcare.delivery.transports.base import Outgoing
 from dripcare.worker import build_dispatcher
 
 import planning_cost

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from dripcare.campaigns import load_campaigns
-from dripcare.clinic import load_clinic
-from dripcare.clock import VirtualClock
-from dripcare.db import make_engine, upgrade
-from dripcare.service import Runtime
+from dripcare.config.campaigns import load_campaigns
+from dripcare.config.clinic import load_clinic
+from dripcare.config.clock import VirtualClock
+from dripcare.store.db import make_engine, upgrade
+from dripcare.app.service import Runtime
 
 # Fixtures for real servers, shared by every module (one Prism, one PostgreSQL per session).
 from .pg import postgres_server  # noqa: F401
@@ -59,7 +59,7 @@ def clinic_dir(tmp_path) -> Path:
 
 @pytest.fixture
 def engine(tmp_path):
-    engine = make_engine(f"sqlite:///{tmp_path / 'dripcare.db'}")
+    engine = make_engine(f"sqlite:///{tmp_path / 'dripcare.store.db'}")
     upgrade(engine)
     yield engine
     engine.dispose()

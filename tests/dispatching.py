@@ -11,12 +11,12 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from dripcare import service
+from dripcare.app import service
 from dripcare.demo import fast_forward, virtual_rates
-from dripcare.models import Message, MessageEvent
-from dripcare.settings import Settings
-from dripcare.transports.base import Outgoing, TransportError
-from dripcare.transports.files import FileTransport
+from dripcare.store.models import Message, MessageEvent
+from dripcare.config.settings import Settings
+from dripcare.delivery.transports.base import Outgoing, TransportError
+from dripcare.delivery.transports.files import FileTransport
 from dripcare.worker import build_dispatcher
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from dripcare.campaigns import load_campaign, load_campaigns
-from dripcare.clinic import ConfigError, load_clinic
-from dripcare.timing import Offset
+from dripcare.config.campaigns import load_campaign, load_campaigns
+from dripcare.config.clinic import ConfigError, load_clinic
+from dripcare.domain.timing import Offset
 
 
 def write_campaign(clinic_dir: Path, campaign_id: str, body: str, templates: dict[str, list[str]] | None = None,

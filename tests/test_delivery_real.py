@@ -11,11 +11,11 @@ import sqlalchemy as sa
 from aiosmtpd.controller import Controller
 from sqlmodel import Session
 
-from dripcare.consent import consent_in_force
+from dripcare.store.consent import consent_in_force
 from dripcare.demo import fast_forward, virtual_rates
-from dripcare.models import ChannelState, Consent, Patient
-from dripcare.settings import Settings
-from dripcare.unsubscribe import read_token
+from dripcare.store.models import ChannelState, Consent, Patient
+from dripcare.config.settings import Settings
+from dripcare.domain.unsubscribe import read_token
 from dripcare.worker import build_dispatcher
 
 from .dispatching import enroll_sample, events, rows

@@ -7,11 +7,12 @@ from datetime import datetime, timedelta, timezone
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from dripcare import outbox, service
-from dripcare.consent import consent_in_force, record_consent
-from dripcare.db import transaction
-from dripcare.models import ChannelState, Consent, Patient, TreatmentSession
-from dripcare.timing import zone
+from dripcare.store import outbox
+from dripcare.app import service
+from dripcare.store.consent import consent_in_force, record_consent
+from dripcare.store.db import transaction
+from dripcare.store.models import ChannelState, Consent, Patient, TreatmentSession
+from dripcare.domain.timing import zone
 
 from .dispatching import (ScriptedTransport, TransportError, enroll_sample, events, fast_forward, jsonl,
                           make_dispatcher, rows)

@@ -7,8 +7,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlmodel import SQLModel
 
-from dripcare import models  # noqa: F401
-from dripcare.db import ensure_schema, make_engine
+from dripcare.store import models  # noqa: F401
+from dripcare.store.db import ensure_schema, make_engine
 
 
 def test_migrations_match_the_models(engine):

@@ -8,10 +8,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from dripcare.campaigns import Campaign, Step
-from dripcare.planner import (EnrollmentState, PatientState, Planned, RowState, Rules, SessionState,
+from dripcare.config.campaigns import Campaign, Step
+from dripcare.domain.planner import (EnrollmentState, PatientState, Planned, RowState, Rules, SessionState,
                               cancel_reason, plan_patient)
-from dripcare.timing import QuietHours, parse_offset
+from dripcare.domain.timing import QuietHours, parse_offset
 
 UTC = timezone.utc
 NY_NAME = "America/New_York"

@@ -14,17 +14,17 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
 from sqlmodel import Session
 
-from dripcare import service
-from dripcare.campaigns import Campaign, Step
-from dripcare.clinic import load_clinic
-from dripcare.clock import VirtualClock
-from dripcare.db import make_engine, transaction, upgrade
-from dripcare.inputs import BadInput
-from dripcare.models import Message, MessageEvent, Patient
-from dripcare.planner import (EnrollmentState, PatientState, RowState, Rules, SessionState, expiry,
+from dripcare.app import service
+from dripcare.config.campaigns import Campaign, Step
+from dripcare.config.clinic import load_clinic
+from dripcare.config.clock import VirtualClock
+from dripcare.store.db import make_engine, transaction, upgrade
+from dripcare.domain.inputs import BadInput
+from dripcare.store.models import Message, MessageEvent, Patient
+from dripcare.domain.planner import (EnrollmentState, PatientState, RowState, Rules, SessionState, expiry,
                               plan_patient)
-from dripcare.reconcile import reconcile_patient
-from dripcare.timing import Offset, QuietHours, apply_offset, local_day, zone
+from dripcare.app.reconcile import reconcile_patient
+from dripcare.domain.timing import Offset, QuietHours, apply_offset, local_day, zone
 
 UTC = timezone.utc
 EXAMPLES = Path(__file__).resolve().parents[1] / "src" / "dripcare" / "examples"

@@ -10,12 +10,12 @@ from collections import Counter
 import pytest
 import sqlalchemy as sa
 
-from dripcare import outbox
-from dripcare.campaigns import load_campaigns
-from dripcare.clinic import load_clinic
-from dripcare.db import current_revision, ensure_schema, make_engine, upgrade, DatabaseBehind
-from dripcare.service import Runtime
-from dripcare.settings import Settings
+from dripcare.store import outbox
+from dripcare.config.campaigns import load_campaigns
+from dripcare.config.clinic import load_clinic
+from dripcare.store.db import current_revision, ensure_schema, make_engine, upgrade, DatabaseBehind
+from dripcare.app.service import Runtime
+from dripcare.config.settings import Settings
 
 from .dispatching import enroll_sample, jsonl, make_dispatcher, rows
 
@@ -111,10 +111,10 @@ def test_a_dispatch_pass_on_postgres_sends_each_due_message_once(pg_rt, tmp_path
 
 
 def test_two_processes_replanning_one_patient_take_turns(pg_rt):
-    from dripcare import service
-    from dripcare.db import transaction
-    from dripcare.models import Patient
-    from dripcare.reconcile import reconcile_patient
+    from dripcare.app import service
+    from dripcare.store.db import transaction
+    from dripcare.store.models import Patient
+    from dripcare.app.reconcile import reconcile_patient
 
     patient, enrollment = enroll_sample(pg_rt)
     with pg_rt.engine.begin() as c:  # as if the plan had never been written

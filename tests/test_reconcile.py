@@ -10,12 +10,12 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from dripcare import service
-from dripcare.campaigns import Campaign
-from dripcare.db import transaction
-from dripcare.models import Message, MessageEvent, Patient
-from dripcare.reconcile import reconcile_patient
-from dripcare.timing import parse_hhmm
+from dripcare.app import service
+from dripcare.config.campaigns import Campaign
+from dripcare.store.db import transaction
+from dripcare.store.models import Message, MessageEvent, Patient
+from dripcare.app.reconcile import reconcile_patient
+from dripcare.domain.timing import parse_hhmm
 
 UTC = timezone.utc
 NY = ZoneInfo("America/New_York")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from dripcare.replies import (
+from dripcare.domain.replies import (
     CRISIS_PHRASES,
     OPT_OUT_KEYWORDS,
     OPT_OUT_PHRASES,

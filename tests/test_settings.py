@@ -7,8 +7,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from dripcare.clock import SimulatedClock, SystemClock
-from dripcare.settings import Settings, SettingsError
+from dripcare.config.clock import SimulatedClock, SystemClock
+from dripcare.config.settings import Settings, SettingsError
 
 
 def one_line_error(r, variable: str) -> str:
@@ -23,7 +23,7 @@ def one_line_error(r, variable: str) -> str:
 
 def test_defaults():
     s = Settings(env={})
-    assert s.database_url == "sqlite:///dripcare.db"
+    assert s.database_url == "sqlite:///dripcare.store.db"
     assert (s.sms_transport, s.email_transport) == ("console", "console")
     assert (s.sms_rate, s.email_rate, s.dispatch_interval) == (1.0, 5.0, 15.0)
     assert (s.dispatch_batch, s.send_concurrency, s.log_format) == (200, 8, "text")
@@ -35,7 +35,7 @@ def test_defaults():
     ("postgres://u:p@db.example:5432/care", "postgresql+psycopg://u:p@db.example:5432/care"),
     ("postgresql://u:p@db.example/care", "postgresql+psycopg://u:p@db.example/care"),
     ("postgresql+psycopg://u@h/care", "postgresql+psycopg://u@h/care"),
-    ("sqlite:////var/lib/dripcare.db", "sqlite:////var/lib/dripcare.db"),
+    ("sqlite:////var/lib/dripcare.store.db", "sqlite:////var/lib/dripcare.store.db"),
 ])
 def test_database_url(url, expected):
     assert Settings(env={"DATABASE_URL": url}).database_url == expected

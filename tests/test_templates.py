@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from dripcare.campaigns import load_campaigns
-from dripcare.clinic import load_clinic
-from dripcare.template_check import check_templates, sample_contexts
-from dripcare.templates import (
+from dripcare.config.campaigns import load_campaigns
+from dripcare.config.clinic import load_clinic
+from dripcare.delivery.template_check import check_templates, sample_contexts
+from dripcare.delivery.templates import (
     PatientFacts, SessionFacts, Templates, TemplateError, build_context, clean_sms, sms_segments)
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "src" / "dripcare" / "examples"

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from dripcare.timing import (Offset, QuietHours, apply_offset, parse_hhmm, parse_offset, resolve_wall,
+from dripcare.domain.timing import (Offset, QuietHours, apply_offset, parse_hhmm, parse_offset, resolve_wall,
                              send_time_from, send_window, zone)
 
 UTC = timezone.utc

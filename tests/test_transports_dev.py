@@ -9,13 +9,13 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from rich.console import Console
 
-from dripcare.settings import Settings, SettingsError
-from dripcare.transports import build_transports
-from dripcare.transports.base import Outgoing, Transport, TransportError, email_headers, mask_contact
-from dripcare.transports.console import ConsoleTransport
-from dripcare.transports.files import FileTransport
-from dripcare.transports.smtp_email import SmtpEmail
-from dripcare.transports.twilio_sms import TwilioSms
+from dripcare.config.settings import Settings, SettingsError
+from dripcare.delivery.transports import build_transports
+from dripcare.delivery.transports.base import Outgoing, Transport, TransportError, email_headers, mask_contact
+from dripcare.delivery.transports.console import ConsoleTransport
+from dripcare.delivery.transports.files import FileTransport
+from dripcare.delivery.transports.smtp_email import SmtpEmail
+from dripcare.delivery.transports.twilio_sms import TwilioSms
 
 NOW = datetime(2027, 6, 9, 16, 0, tzinfo=timezone.utc)
 PHONE, EMAIL = "+15555550123", "sam.rivers@example.org"

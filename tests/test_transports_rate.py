@@ -6,7 +6,7 @@ from bisect import bisect_left
 
 import pytest
 
-from dripcare.rate import SendRate
+from dripcare.delivery.rate import SendRate
 
 
 class FakeTime:

@@ -14,8 +14,8 @@ import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from dripcare.transports.base import Outgoing, TransportError
-from dripcare.transports.smtp_email import SmtpEmail
+from dripcare.delivery.transports.base import Outgoing, TransportError
+from dripcare.delivery.transports.smtp_email import SmtpEmail
 
 from .twilio_fakes import free_port
 

@@ -5,8 +5,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from dripcare.transports.base import Outgoing, TransportError
-from dripcare.transports.twilio_sms import (
+from dripcare.delivery.transports.base import Outgoing, TransportError
+from dripcare.delivery.transports.twilio_sms import (
     CALLBACK_ACTIONS,
     TwilioSms,
     classify_callback_code,

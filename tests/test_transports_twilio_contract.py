@@ -8,8 +8,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from dripcare.transports.base import Outgoing, TransportError
-from dripcare.transports.twilio_sms import TwilioSms
+from dripcare.delivery.transports.base import Outgoing, TransportError
+from dripcare.delivery.transports.twilio_sms import TwilioSms
 
 from .twilio_fakes import ACCOUNT_SID, AUTH_TOKEN, FROM_NUMBER, SERVICE_SID
 

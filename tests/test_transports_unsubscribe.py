@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dripcare.unsubscribe import make_token, read_token, unsubscribe_url
+from dripcare.domain.unsubscribe import make_token, read_token, unsubscribe_url
 
 KEY, OLD_KEY = "current-secret-key", "previous-secret-key"
 

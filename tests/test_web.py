@@ -26,14 +26,15 @@ from sqlmodel import Session
 from twilio.request_validator import RequestValidator
 from werkzeug.serving import make_server
 
-from dripcare import outbox, service, status
-from dripcare.campaigns import load_campaigns
-from dripcare.clinic import load_clinic
-from dripcare.db import make_engine, transaction
-from dripcare.models import ChannelState, Consent, Enrollment, InboundMessage, Message, MessageEvent, Patient, Worker
-from dripcare.service import Runtime
-from dripcare.settings import Settings, SettingsError
-from dripcare.unsubscribe import make_token
+from dripcare.store import outbox
+from dripcare.app import service, status
+from dripcare.config.campaigns import load_campaigns
+from dripcare.config.clinic import load_clinic
+from dripcare.store.db import make_engine, transaction
+from dripcare.store.models import ChannelState, Consent, Enrollment, InboundMessage, Message, MessageEvent, Patient, Worker
+from dripcare.app.service import Runtime
+from dripcare.config.settings import Settings, SettingsError
+from dripcare.domain.unsubscribe import make_token
 from dripcare.web import create_app
 
 from .conftest import START

@@ -15,7 +15,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from dripcare.models import Message, Worker
+from dripcare.store.models import Message, Worker
 
 DRIPCARE = str(Path(sys.executable).parent / "dripcare")
 
@@ -54,7 +54,7 @@ def _wait_for(predicate, limit: float = 30.0) -> bool:
 
 
 def _db(tmp_path: Path):
-    from dripcare.db import make_engine
+    from dripcare.store.db import make_engine
 
     return make_engine(f"sqlite:///{tmp_path / 'worker.db'}")
 
@@ -137,9 +137,9 @@ def test_status_shows_queue_workers_and_failures(cli):
 
 
 def test_a_changed_campaign_file_is_planned_with_and_a_bad_one_keeps_the_last_good(rt, clinic_dir):
-    from dripcare import service
-    from dripcare.settings import Settings
-    from dripcare.status import campaign_errors
+    from dripcare.app import service
+    from dripcare.config.settings import Settings
+    from dripcare.app.status import campaign_errors
     from dripcare.worker import record_campaigns, reload_campaigns
 
     settings = Settings({"DRIPCARE_CONFIG_DIR": str(clinic_dir / "config"),

@@ -14,17 +14,17 @@ from rich.console import Console
 from rich.table import Table
 from sqlmodel import Session
 
-from . import service
-from .campaigns import load_campaigns
-from .clinic import load_clinic
-from .clock import VirtualClock
-from .db import make_engine, upgrade
-from .logs import counts_text
-from .models import Message, Patient
-from .rate import SendRate
-from .settings import Settings
-from .timing import local_wall, zone
-from .transports.base import Outgoing, mask_contact
+from dripcare.app import service
+from dripcare.config.campaigns import load_campaigns
+from dripcare.config.clinic import load_clinic
+from dripcare.config.clock import VirtualClock
+from dripcare.store.db import make_engine, upgrade
+from dripcare.config.logs import counts_text
+from dripcare.store.models import Message, Patient
+from dripcare.delivery.rate import SendRate
+from dripcare.config.settings import Settings
+from dripcare.domain.timing import local_wall, zone
+from dripcare.delivery.transports.base import Outgoing, mask_contact
 
 EXAMPLES = Path(__file__).parent / "examples"
 START = datetime(2027, 3, 1, 15, 0, tzinfo=timezone.utc)
@@ -81,7 +81,7 @@ def run_demo(console: Console) -> int:
 
 
 def _enroll_samples(rt: service.Runtime, console: Console) -> None:
-    from .cli.messages import timeline_table
+    from dripcare.cli.messages import timeline_table
 
     for sample in PATIENTS:
         sample = dict(sample)
@@ -119,7 +119,7 @@ def fast_forward(dispatcher, clock: VirtualClock, until: datetime | None = None,
 def next_moment(engine, now: datetime) -> datetime | None:
     """The next instant the dispatcher has something to do: a due row, a lease running
     out, or an unconfirmed row's grace ending."""
-    from .dispatch import UNCONFIRMED_GRACE
+    from dripcare.delivery.dispatch import UNCONFIRMED_GRACE
 
     with Session(engine) as session:
         due = session.execute(sa.select(sa.func.min(sa.func.coalesce(Message.next_attempt_at, Message.due_at)))
@@ -133,7 +133,7 @@ def next_moment(engine, now: datetime) -> datetime | None:
 
 
 def _run_course(rt, settings, clock, console) -> int:
-    from .worker import build_dispatcher
+    from dripcare.worker import build_dispatcher
 
     who: dict[int, tuple[str, str, str]] = {}
 

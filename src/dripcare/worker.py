@@ -15,18 +15,18 @@ from datetime import datetime, timezone
 from apscheduler.executors.pool import ThreadPoolExecutor as JobExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
 
-from . import outbox
-from .campaigns import load_campaigns
-from .clinic import ConfigError
-from .db import transaction
-from .logs import counts_text
-from .dispatch import DispatchOptions, Dispatcher
-from .models import CampaignFile, Worker
-from .rate import SendRate
-from .service import Runtime, replan
-from .settings import Settings
-from .templates import Templates
-from .transports import build_transports
+from dripcare.store import outbox
+from dripcare.config.campaigns import load_campaigns
+from dripcare.config.clinic import ConfigError
+from dripcare.store.db import transaction
+from dripcare.config.logs import counts_text
+from dripcare.delivery.dispatch import DispatchOptions, Dispatcher
+from dripcare.store.models import CampaignFile, Worker
+from dripcare.delivery.rate import SendRate
+from dripcare.app.service import Runtime, replan
+from dripcare.config.settings import Settings
+from dripcare.delivery.templates import Templates
+from dripcare.delivery.transports import build_transports
 
 log = logging.getLogger("dripcare.worker")
 SHUTDOWN_GRACE = 25.0
@@ -160,7 +160,7 @@ def record_campaigns(rt: Runtime, error: str | None, campaign_ids=None) -> None:
 
 def reload_campaigns(rt: Runtime, settings: Settings) -> bool:
     """True when the files changed and were planned with; a bad file keeps the last good version."""
-    from .campaigns import campaign_files
+    from dripcare.config.campaigns import campaign_files
     import hashlib
 
     current = {p.stem: hashlib.sha256(p.read_bytes()).hexdigest()[:16] for p in campaign_files(settings.config_dir)}

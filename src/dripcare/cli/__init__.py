@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import typer
 
-from ..inputs import BadInput
-from . import messages, operations, patients, records, setup, templates, web
-from .common import fail
+from dripcare.domain.inputs import BadInput
+from dripcare.cli import messages, operations, patients, records, setup, templates, web
+from dripcare.cli.common import fail
 
 app = typer.Typer(
     help="dripcare: patient education by SMS and email, timed around each patient's sessions.",

@@ -11,9 +11,9 @@ from typing import NoReturn
 
 from rich.console import Console
 
-from ..campaigns import Campaign, load_campaigns
-from ..clinic import Clinic, ConfigError, load_clinic
-from ..settings import Settings, SettingsError
+from dripcare.config.campaigns import Campaign, load_campaigns
+from dripcare.config.clinic import Clinic, ConfigError, load_clinic
+from dripcare.config.settings import Settings, SettingsError
 
 # Piped output (tests, logs, `| less`) gets room for a timeline table rather than 80 columns.
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 150)
@@ -62,7 +62,7 @@ def print_json(document) -> None:
 def database():
     """The engine (schema checked) and the clock, for commands that need no clinic files:
     `status` must answer even while a campaign file is broken."""
-    from ..db import DatabaseBehind, ensure_schema, make_engine
+    from dripcare.store.db import DatabaseBehind, ensure_schema, make_engine
 
     s = settings()
     try:
@@ -77,7 +77,7 @@ def database():
 
 def runtime():
     """Settings, database (schema checked), clinic files and the clock, or one error line."""
-    from ..service import Runtime
+    from dripcare.app.service import Runtime
 
     engine, clock = database()
     clinic, campaigns = clinic_and_campaigns()
@@ -88,7 +88,7 @@ def local(instant: datetime | None, tz_name: str) -> str:
     """A UTC instant as the patient reads it: `Wed 2027-06-09 10:00 MDT`."""
     if instant is None:
         return ""
-    from ..timing import zone
+    from dripcare.domain.timing import zone
 
     return instant.astimezone(zone(tz_name)).strftime("%a %Y-%m-%d %H:%M %Z")
 
@@ -97,6 +97,6 @@ def iso(instant: datetime | None, tz_name: str | None = None) -> str | None:
     """ISO 8601 with offset, in the patient's zone when given."""
     if instant is None:
         return None
-    from ..timing import zone
+    from dripcare.domain.timing import zone
 
     return (instant.astimezone(zone(tz_name)) if tz_name else instant).isoformat()

@@ -9,10 +9,10 @@ import typer
 from rich.table import Table
 from sqlmodel import Session
 
-from .. import service
-from ..logs import counts_text
-from ..models import Message, Patient, TreatmentSession
-from .common import console, iso, local, print_json, runtime, who
+from dripcare.app import service
+from dripcare.config.logs import counts_text
+from dripcare.store.models import Message, Patient, TreatmentSession
+from dripcare.cli.common import console, iso, local, print_json, runtime, who
 
 message_app = typer.Typer(help="Cancel or retry one message by hand.", no_args_is_help=True)
 STATUSES = ("scheduled", "sending", "sent", "delivered", "undelivered", "failed", "unconfirmed",
@@ -55,7 +55,7 @@ def timeline(patient: str = typer.Argument(..., help="Id, or mrn:<external id>."
 
 
 def _session_numbers(session: Session, patient_id: int) -> dict[int, int]:
-    from ..models import Enrollment
+    from dripcare.store.models import Enrollment
 
     rows = session.execute(sa.select(TreatmentSession.id).join(Enrollment)
                            .where(Enrollment.patient_id == patient_id)
@@ -69,7 +69,7 @@ def outbox(status: Optional[str] = typer.Option(None, "--status", help="Only mes
     rt = runtime()
     query = sa.select(Message, Patient.timezone).join(Patient).order_by(Message.due_at, Message.id)
     if status is not None:
-        from ..inputs import choice
+        from dripcare.domain.inputs import choice
 
         query = query.where(Message.status == choice(status, STATUSES, "--status"))
     with Session(rt.engine) as session:

@@ -9,15 +9,15 @@ import typer
 from rich.table import Table
 from sqlmodel import Session
 
-from ..logs import counts_text
-from ..settings import SettingsError
-from .common import console, database, fail, iso, print_json, runtime, settings
+from dripcare.config.logs import counts_text
+from dripcare.config.settings import SettingsError
+from dripcare.cli.common import console, database, fail, iso, print_json, runtime, settings
 
 channel_app = typer.Typer(help="Pause or resume a channel for every worker.", no_args_is_help=True)
 
 
 def _dispatcher(rt, worker_id: str):
-    from ..worker import build_dispatcher
+    from dripcare.worker import build_dispatcher
 
     try:
         return build_dispatcher(rt, settings(), worker_id)
@@ -27,8 +27,8 @@ def _dispatcher(rt, worker_id: str):
 
 def dispatch(once: bool = typer.Option(False, "--once", help="One pass, then exit (cron-style).")):
     """Send what is due now: one pass, then exit."""
-    from .. import logs
-    from ..worker import announce, new_worker_id
+    from dripcare.config import logs
+    from dripcare.worker import announce, new_worker_id
 
     if not once:  # a missing option is a usage error (exit 2), as SPEC 9 says
         raise typer.BadParameter("dispatch runs one pass with --once; `dripcare worker` is the long-running "
@@ -46,8 +46,8 @@ def dispatch(once: bool = typer.Option(False, "--once", help="One pass, then exi
 
 def worker():
     """The long-running scheduler (Procfile: worker). SIGTERM finishes sends in flight."""
-    from .. import logs
-    from ..worker import WorkerProcess, announce, new_worker_id
+    from dripcare.config import logs
+    from dripcare.worker import WorkerProcess, announce, new_worker_id
 
     rt = runtime()
     s = settings()
@@ -66,7 +66,7 @@ def worker():
 
 def status(as_json: bool = typer.Option(False, "--json")):
     """Workers, queue depth, oldest overdue, paused channels, failures."""
-    from ..status import snapshot
+    from dripcare.app.status import snapshot
 
     engine, clock = database()
     with Session(engine) as session:
@@ -100,10 +100,10 @@ def status(as_json: bool = typer.Option(False, "--json")):
 def _channel_command(pause: bool):
     def command(channel: str = typer.Argument(..., metavar="sms|email"),
                 reason: Optional[str] = typer.Option(None, "--reason"), by: Optional[str] = typer.Option(None, "--by")):
-        from .. import channels
-        from ..db import transaction
-        from ..inputs import choice
-        from .common import who
+        from dripcare.store import channels
+        from dripcare.store.db import transaction
+        from dripcare.domain.inputs import choice
+        from dripcare.cli.common import who
 
         name = choice(channel, ("sms", "email"), "channel")
         engine, clock = database()
@@ -124,7 +124,7 @@ channel_app.command("resume")(_channel_command(False))
 
 def demo():
     """A whole course on a virtual clock: sample patients, console transports, no network."""
-    from ..demo import run_demo
+    from dripcare.demo import run_demo
 
     sys.exit(run_demo(console))
 

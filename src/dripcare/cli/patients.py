@@ -9,11 +9,11 @@ import typer
 from rich.table import Table
 from sqlmodel import Session
 
-from .. import service
-from ..consent import consent_in_force
-from ..inputs import positive_int
-from ..models import Enrollment, Patient, TreatmentSession
-from .common import console, iso, local, print_json, runtime, who
+from dripcare.app import service
+from dripcare.store.consent import consent_in_force
+from dripcare.domain.inputs import positive_int
+from dripcare.store.models import Enrollment, Patient, TreatmentSession
+from dripcare.cli.common import console, iso, local, print_json, runtime, who
 
 patient_app = typer.Typer(help="Add, list, show and update patients.", no_args_is_help=True)
 consent_app = typer.Typer(help="Record consent given or withdrawn, per channel.", no_args_is_help=True)
@@ -145,8 +145,8 @@ def _consent_command(granted: bool):
         by: Optional[str] = By,
     ):
         rt = runtime()
-        from ..consent import SOURCES
-        from ..inputs import choice
+        from dripcare.store.consent import SOURCES
+        from dripcare.domain.inputs import choice
 
         choice(source, SOURCES, "--source")
         row = service.set_consent(rt, patient, channel, granted, source=source.lower(), by=who(by), evidence=note)

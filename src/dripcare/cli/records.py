@@ -10,10 +10,10 @@ import typer
 from rich.table import Table
 from sqlmodel import Session
 
-from .. import importer
-from .. import report as reporting
-from ..logs import counts_text
-from .common import console, err_console, iso, print_json, runtime, who
+from dripcare.app import importer
+from dripcare.app import report as reporting
+from dripcare.config.logs import counts_text
+from dripcare.cli.common import console, err_console, iso, print_json, runtime, who
 
 IMPORT_HELP = """Import patients, enrollments and sessions from a CSV file: all or nothing.
 

@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from .common import clinic_and_campaigns, console, fail, settings
+from dripcare.cli.common import clinic_and_campaigns, console, fail, settings
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
@@ -36,7 +36,7 @@ def init(directory: Optional[Path] = typer.Argument(None, metavar="[DIR]", help=
 @db_app.command("upgrade")
 def db_upgrade():
     """Create or upgrade the database schema (Procfile: release)."""
-    from ..db import make_engine, upgrade
+    from dripcare.store.db import make_engine, upgrade
 
     try:
         upgrade(make_engine(settings().database_url))

@@ -6,10 +6,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..campaigns import CHANNELS
-from ..template_check import check_templates, sample_contexts
-from ..templates import Templates, TemplateError
-from .common import clinic_and_campaigns, console, fail, settings
+from dripcare.config.campaigns import CHANNELS
+from dripcare.delivery.template_check import check_templates, sample_contexts
+from dripcare.delivery.templates import Templates, TemplateError
+from dripcare.cli.common import clinic_and_campaigns, console, fail, settings
 
 app = typer.Typer(help="Check and preview the message templates.", no_args_is_help=True)
 

@@ -7,9 +7,9 @@ import typer
 from rich.table import Table
 from sqlmodel import Session
 
-from ..models import InboundMessage, Patient
-from ..transports.base import mask_contact
-from .common import console, fail, iso, local, print_json, runtime, settings
+from dripcare.store.models import InboundMessage, Patient
+from dripcare.delivery.transports.base import mask_contact
+from dripcare.cli.common import console, fail, iso, local, print_json, runtime, settings
 
 
 def register(app: typer.Typer) -> None:
@@ -28,9 +28,9 @@ def _port(text: str) -> int:
 def web(host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
         port: str = typer.Option("8000", "--port", help="Port to listen on.")):
     """The web process on Flask's development server (Procfile: gunicorn serves it)."""
-    from .. import logs
-    from ..settings import SettingsError
-    from ..web import create_app
+    from dripcare.config import logs
+    from dripcare.config.settings import SettingsError
+    from dripcare.web import create_app
 
     number = _port(port)
     rt = runtime()

@@ -1,0 +1,108 @@
+"""Desired messages vs rows -> inserts, moves, skips, reopens and cancels, in the
+caller's transaction, each with its message_event (SPEC 6). The one writer of plans."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlmodel import Session
+
+from dripcare.store import outbox
+from dripcare.config.campaigns import Campaign
+from dripcare.config.clinic import Clinic
+from dripcare.store.consent import consent_in_force
+from dripcare.store.models import Enrollment, Message, Patient, TreatmentSession
+from dripcare.domain.planner import (PENDING, EnrollmentState, PatientState, Planned, RowState, Rules, SessionState,
+                      cancel_reason, plan_patient)
+
+
+@dataclass
+class Changes:
+    counts: Counter = field(default_factory=Counter)
+
+    def __bool__(self) -> bool:
+        return bool(+self.counts)
+
+
+def rules_of(clinic: Clinic) -> Rules:
+    return Rules(quiet_hours=clinic.quiet_hours, max_per_day=clinic.max_per_day)
+
+
+def patient_state(session: Session, patient: Patient) -> PatientState:
+    contacts = {"sms": patient.phone, "email": patient.email}
+    invalid = {"sms": patient.phone_invalid, "email": patient.email_invalid}
+    return PatientState(timezone=patient.timezone,
+                        reachable={c: bool(contacts[c]) and not invalid[c] for c in contacts},
+                        consented=consent_in_force(session, patient))
+
+
+def enrollment_states(session: Session, patient_id: int, campaigns: dict[str, Campaign]) -> list[EnrollmentState]:
+    enrollments = session.exec(sa.select(Enrollment).where(Enrollment.patient_id == patient_id)
+                               .order_by(Enrollment.id)).scalars().all()
+    states = []
+    for e in enrollments:
+        sessions = session.exec(sa.select(TreatmentSession).where(TreatmentSession.enrollment_id == e.id)).scalars()
+        states.append(EnrollmentState(
+            id=e.id, campaign=campaigns.get(e.campaign_id), status=e.status, enrolled_at=e.enrolled_at,
+            completed=e.completed_at is not None,
+            sessions=tuple(SessionState(s.id, s.starts_at, s.status) for s in sessions)))
+    return states
+
+
+def row_states(session: Session, patient_id: int) -> list[RowState]:
+    rows = session.exec(sa.select(Message).where(Message.patient_id == patient_id)).scalars()
+    return [RowState(id=m.id, key=m.plan_key, enrollment_id=m.enrollment_id, step_id=m.step_id, channel=m.channel,
+                     session_id=m.session_id, anchor_at=m.anchor_at, status=m.status, reason=m.reason,
+                     due_at=m.due_at, expires_at=m.expires_at, sent_at=m.sent_at, ever_claimed=m.ever_claimed) for m in rows]
+
+
+def reconcile_patient(session: Session, patient: Patient, clinic: Clinic, campaigns: dict[str, Campaign],
+                      now: datetime, by: str | None = None) -> Changes:
+    """Bring one patient's outbox in line with the plan. Running it twice changes nothing."""
+    # Two processes replanning one patient at once (a STOP arriving while staff reschedule)
+    # take turns on PostgreSQL; SQLite's write lock already serialises them.
+    session.execute(sa.select(Patient.id).where(Patient.id == patient.id).with_for_update())
+    state = patient_state(session, patient)
+    enrollments = enrollment_states(session, patient.id, campaigns)
+    rows = row_states(session, patient.id)
+    desired = plan_patient(state, enrollments, rows, rules_of(clinic), now)
+    changes = Changes()
+    by_enrollment = {e.id: e for e in enrollments}
+    for row in rows:
+        if row.key not in desired and row.status in PENDING and row.belongs_to_planning:
+            reason = cancel_reason(row, by_enrollment.get(row.enrollment_id), state)
+            if outbox.transition(session, row.id, PENDING, "cancelled", now, "cancelled",
+                                 reason=reason, by=by, next_attempt_at=None):
+                changes.counts["cancelled"] += 1
+    existing = {r.key: r for r in rows}
+    new_rows = [_new_row(p, patient.id) for p in desired.values() if p.key not in existing]
+    outbox.insert_planned(session, now, by, new_rows)
+    changes.counts.update(("planned" if r["status"] == "scheduled" else "skipped") for r in new_rows)
+    for planned in desired.values():
+        if planned.key in existing:
+            _apply(session, planned, existing[planned.key], now, by, changes)
+    return changes
+
+
+def _new_row(planned: Planned, patient_id: int) -> dict:
+    return dict(plan_key=planned.key, patient_id=patient_id, enrollment_id=planned.enrollment_id,
+                session_id=planned.session_id, step_id=planned.step_id, channel=planned.channel,
+                anchor_at=planned.anchor_at, status=planned.status, reason=planned.reason,
+                due_at=planned.due_at, expires_at=planned.expires_at, priority=planned.priority)
+
+
+def _apply(session: Session, planned: Planned, row: RowState, now: datetime, by: str | None,
+           changes: Changes) -> None:
+    """Move, skip or reopen an existing row that planning still owns, when it differs."""
+    if ((row.status, row.reason, row.due_at, row.expires_at)
+            == (planned.status, planned.reason, planned.due_at, planned.expires_at)):
+        return
+    kind = ("skipped" if planned.status == "skipped" else
+            "moved" if row.status == "scheduled" else "reopened")
+    if outbox.transition(session, row.id, (row.status,), planned.status, now, kind, reason=planned.reason,
+                         by=by, next_attempt_at=None, due_at=planned.due_at, expires_at=planned.expires_at,
+                         priority=planned.priority):
+        changes.counts[kind] += 1

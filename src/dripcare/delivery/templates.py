@@ -1,0 +1,369 @@
+"""What patients read: sandboxed Jinja2 with locale fallback, Markdown email, SMS cleaning
+and segment counts (SPEC 4). `template_check` holds `templates check` and its samples.
+
+One `Templates` per process: its environment caches compiled templates and re-reads a
+file only when it changes, so a fixed typo shows in the next message sent.
+"""
+
+from __future__ import annotations
+
+import re
+import traceback
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from pathlib import Path
+
+import jinja2
+from jinja2 import FileSystemLoader, StrictUndefined, pass_context, select_autoescape
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+from markdown_it import MarkdownIt
+from markupsafe import Markup
+
+from dripcare.config.campaigns import Campaign
+from dripcare.config.clinic import Clinic
+from dripcare.domain.timing import zone
+
+EMAIL_LAYOUT = "_layouts/email.html.j2"
+
+
+class TemplateError(Exception):
+    """One line: which template, what is wrong (and the line, when Jinja knows it)."""
+
+
+@dataclass(frozen=True)
+class PatientFacts:
+    first_name: str
+    preferred_name: str | None
+    locale: str
+    discreet: bool
+    timezone: str
+
+
+@dataclass(frozen=True)
+class SessionFacts:
+    starts_at: datetime  # aware, UTC
+    number: int
+    count: int
+    is_first: bool
+    is_last: bool
+    modality: str | None
+    location: str | None
+    duration_minutes: int
+
+
+@dataclass(frozen=True)
+class SmsRendering:
+    text: str
+    segments: int
+    encoding: str  # "GSM-7" or "UCS-2"
+
+
+@dataclass(frozen=True)
+class EmailRendering:
+    subject: str
+    text: str
+    html: str
+
+
+# --- SMS text: GSM-7, cleaning, segments ---------------------------------------------
+
+GSM7_BASIC = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà")
+GSM7_EXTENSION = frozenset("^{}\\[~]|€\f")  # each costs an escape septet: counts 2
+GSM7 = GSM7_BASIC | GSM7_EXTENSION
+
+# One non-GSM-7 character turns the whole text into UCS-2 (70 per segment instead of
+# 160), and editors love curly quotes and long dashes.
+_TWINS = str.maketrans({
+    **dict.fromkeys("\u2018\u2019\u201a\u201b\u2032\u00b4`", "'"),
+    **dict.fromkeys("\u201c\u201d\u201e\u201f\u2033\u00ab\u00bb", '"'),
+    **dict.fromkeys("\u2010\u2011\u2012\u2013\u2014\u2015\u2212\u2022\u00b7", "-"),
+    **dict.fromkeys("\u200b\u200c\u200d\u2060\ufeff\u00ad", ""),
+    "\u2026": "...",
+})
+
+
+def _gsm_twin(char: str) -> str:
+    """`á` -> `a`, `ﬁ` -> `fi`: the compatibility form without accents, when that is GSM-7."""
+    if char in GSM7:
+        return char
+    plain = "".join(c for c in unicodedata.normalize("NFKD", char) if not unicodedata.combining(c))
+    return plain if plain and all(c in GSM7 for c in plain) else char
+
+
+def clean_sms(text: str) -> str:
+    """Whitespace folded to single spaces; characters with a GSM-7 twin replaced by it."""
+    text = "".join(_gsm_twin(c) for c in text.translate(_TWINS))
+    return " ".join(text.split())
+
+
+def _segments(units: list[int], single: int, multi: int) -> int:
+    if sum(units) <= single:
+        return 1 if units else 0
+    segments, used = 1, 0
+    for size in units:  # a character is never split across two segments
+        if used + size > multi:
+            segments, used = segments + 1, 0
+        used += size
+    return segments
+
+
+def sms_segments(text: str) -> tuple[int, str]:
+    """(segments, "GSM-7" | "UCS-2"): GSM-7 160 alone or 153 per part (extension
+    characters count 2); UCS-2 70 or 67 UTF-16 code units."""
+    if all(c in GSM7 for c in text):
+        return _segments([2 if c in GSM7_EXTENSION else 1 for c in text], 160, 153), "GSM-7"
+    return _segments([2 if ord(c) > 0xFFFF else 1 for c in text], 70, 67), "UCS-2"
+
+
+# --- Dates and times the way a patient says them ---------------------------------------
+
+@dataclass(frozen=True)
+class _Phrasing:
+    weekdays: tuple[str, ...]
+    months: tuple[str, ...]
+    near: tuple[str, str, str]  # yesterday, today, tomorrow
+    on: str  # "on {}"
+    date: Callable[[str, str, int], str]  # weekday, month, day
+    year: Callable[[str, int], str]  # date text, year
+    clock: Callable[[time], str]
+    at: Callable[[str, time, str], str]  # day phrase, time, clock text
+
+
+_PHRASING = {
+    "en": _Phrasing(
+        weekdays=("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"),
+        months=("January", "February", "March", "April", "May", "June", "July", "August",
+                "September", "October", "November", "December"),
+        near=("yesterday", "today", "tomorrow"), on="on {}",
+        date=lambda weekday, month, day: f"{weekday}, {month} {day}",
+        year=lambda text, year: f"{text}, {year}",
+        clock=lambda t: f"{t.hour % 12 or 12}:{t.minute:02d} {'AM' if t.hour < 12 else 'PM'}",
+        at=lambda day, t, clock: f"{day} at {clock}"),
+    "es": _Phrasing(
+        weekdays=("lunes", "martes", "miércoles", "jueves", "viernes", "sábado", "domingo"),
+        months=("enero", "febrero", "marzo", "abril", "mayo", "junio", "julio", "agosto",
+                "septiembre", "octubre", "noviembre", "diciembre"),
+        near=("ayer", "hoy", "mañana"), on="el {}",
+        date=lambda weekday, month, day: f"{weekday} {day} de {month}",
+        year=lambda text, year: f"{text} de {year}",
+        clock=lambda t: f"{t.hour}:{t.minute:02d}",
+        at=lambda day, t, clock: f"{day} a la{'' if t.hour == 1 else 's'} {clock}"),
+}
+_LOCALE_IN_NAME = re.compile(r"\.(?:sms\.([\w-]+)\.j2|email\.([\w-]+)\.md\.j2)$")
+_LOCALE = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*$")
+
+
+def _date_text(day: date, now: datetime, words: _Phrasing) -> str:
+    text = words.date(words.weekdays[day.weekday()], words.months[day.month - 1], day.day)
+    return text if day.year == now.year else words.year(text, day.year)
+
+
+def _relative_day(day: date, now: datetime, words: _Phrasing) -> str:
+    days = (day - now.date()).days
+    if -1 <= days <= 1:
+        return words.near[days + 1]
+    if -6 <= days <= 6:
+        return words.on.format(words.weekdays[day.weekday()])
+    return words.on.format(_date_text(day, now, words))
+
+
+# --- Context --------------------------------------------------------------------------
+
+def _aware(value: datetime, what: str) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{what} must be a timezone-aware datetime, got {value!r}")
+    return value
+
+
+def _session_view(session: SessionFacts, tz) -> dict:
+    starts_at = _aware(session.starts_at, "session.starts_at").astimezone(tz)
+    return {"starts_at": starts_at, "number": session.number, "count": session.count,
+            "is_first": session.is_first, "is_last": session.is_last, "modality": session.modality,
+            "location": session.location, "duration_minutes": session.duration_minutes}
+
+
+def build_context(*, patient: PatientFacts, clinic: Clinic, campaign: Campaign,
+                  session: SessionFacts | None, sessions: list[SessionFacts], now: datetime) -> dict:
+    """What a template sees (SPEC 4): times in the patient's own zone."""
+    tz = zone(patient.timezone)
+    return {
+        "patient": {"first_name": patient.first_name, "preferred_name": patient.preferred_name,
+                    "name": patient.preferred_name or patient.first_name,
+                    "locale": patient.locale, "discreet": patient.discreet},
+        "clinic": clinic.template_context(),
+        "campaign": {"id": campaign.id, "name": campaign.name},
+        "session": _session_view(session, tz) if session is not None else None,
+        "sessions": [_session_view(s, tz) for s in sessions],
+        "now": _aware(now, "now").astimezone(tz),
+    }
+
+
+# --- Rendering ------------------------------------------------------------------------
+
+def template_name(campaign_id: str, step_id: str, channel: str, locale: str | None = None) -> str:
+    """The loader name of a step's template; with `locale`, the localized variant."""
+    if channel == "sms":
+        return f"{campaign_id}/{step_id}.sms.{locale}.j2" if locale else f"{campaign_id}/{step_id}.sms.j2"
+    return f"{campaign_id}/{step_id}.email.{locale}.md.j2" if locale else f"{campaign_id}/{step_id}.email.md.j2"
+
+
+def _refuse_none(value):
+    # A None printed into a patient's text reads "Hi None": fail instead (SPEC 4).
+    if value is None:
+        raise jinja2.TemplateRuntimeError("prints an empty value (None); guard it with {% if ... %}")
+    return value
+
+
+def _line_of(error: Exception, filename: str | None) -> int | None:
+    if isinstance(error, jinja2.TemplateSyntaxError):
+        return error.lineno
+    # Jinja rewrites the traceback so a template's frames carry its own file and line.
+    frames = [f for f in traceback.extract_tb(error.__traceback__) if filename and f.filename == filename]
+    return frames[-1].lineno if frames else None
+
+
+def _one_line(error: Exception) -> str:
+    text = error.message if isinstance(error, jinja2.TemplateError) and error.message else str(error)
+    text = " ".join(text.split()) or type(error).__name__
+    return text if isinstance(error, jinja2.TemplateError) else f"{type(error).__name__}: {text}"
+
+
+class Templates:
+    def __init__(self, messages_dir: Path, clinic: Clinic):
+        self.messages_dir = Path(messages_dir)
+        self.clinic = clinic
+        # Immutable: one context's lists and dicts are shared by every rendering of it.
+        self.env = ImmutableSandboxedEnvironment(
+            loader=FileSystemLoader(str(self.messages_dir)), undefined=StrictUndefined,
+            autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=False),
+            trim_blocks=True, lstrip_blocks=True, finalize=_refuse_none)
+        self.env.filters.update(date=self._date, time=self._time, when=self._when,
+                                relative_day=self._relative_day)
+        # html off: a tag in the Markdown (a patient's name, say) is shown, never run.
+        self.markdown = MarkdownIt("commonmark", {"html": False})
+        self._strings: dict[str, jinja2.Template] = {}
+
+    # Filters: `now` and the language come from the rendering, never the system.
+    def _local(self, context, value) -> tuple[datetime, datetime, _Phrasing]:
+        if isinstance(value, jinja2.Undefined):
+            str(value)  # raises the UndefinedError that names what is missing
+        now = context.get("now")
+        if not isinstance(value, datetime) or not isinstance(now, datetime):
+            raise jinja2.TemplateRuntimeError(f"date and time filters need a datetime and `now`, got {value!r}")
+        return value.astimezone(now.tzinfo), now, _PHRASING[self._language(context.name)]
+
+    def _language(self, name: str | None) -> str:
+        match = _LOCALE_IN_NAME.search(name or "")
+        locale = (match and (match[1] or match[2])) or self.clinic.locale
+        language = locale.replace("_", "-").split("-")[0].lower()
+        return language if language in _PHRASING else "en"
+
+    @pass_context
+    def _date(self, context, value) -> str:
+        value, now, words = self._local(context, value)
+        return _date_text(value.date(), now, words)
+
+    @pass_context
+    def _time(self, context, value) -> str:
+        value, _, words = self._local(context, value)
+        return words.clock(value.time())
+
+    @pass_context
+    def _relative_day(self, context, value) -> str:
+        value, now, words = self._local(context, value)
+        return _relative_day(value.date(), now, words)
+
+    @pass_context
+    def _when(self, context, value) -> str:
+        """ "tomorrow at 9:30 AM", "on Friday at 9:30 AM", "on Friday, June 18 at 9:30 AM"."""
+        value, now, words = self._local(context, value)
+        return words.at(_relative_day(value.date(), now, words), value.time(), words.clock(value.time()))
+
+    def _error(self, name: str, error: Exception, filename: str | None = None) -> TemplateError:
+        if isinstance(error, jinja2.TemplateNotFound):  # TemplatesNotFound: no locale variant nor base
+            missing = name if isinstance(error, jinja2.TemplatesNotFound) else error.name
+            return TemplateError(f"{self.messages_dir / missing}: missing template")
+        if isinstance(error, jinja2.TemplateSyntaxError) and error.name:
+            name = error.name
+        line = _line_of(error, filename)
+        where = f"{self.messages_dir / name}" + (f": line {line}" if line else "")
+        return TemplateError(f"{where}: {_one_line(error)}")
+
+    def _select(self, campaign_id: str, step_id: str, channel: str, locale: str | None) -> jinja2.Template:
+        """The localized template when there is one, else the clinic-locale base file."""
+        names = []
+        if locale and _LOCALE.match(locale) and locale != self.clinic.locale:
+            names += [template_name(campaign_id, step_id, channel, locale.replace("_", "-")),
+                      template_name(campaign_id, step_id, channel, locale.replace("_", "-").split("-")[0])]
+        names.append(template_name(campaign_id, step_id, channel))
+        try:
+            return self.env.select_template(list(dict.fromkeys(names)))
+        except Exception as error:
+            raise self._error(names[-1], error) from error
+
+    def _run(self, template: jinja2.Template, produce: Callable[[], str]) -> str:
+        try:
+            return produce()
+        except Exception as error:  # templates are edited by staff: anything they raise is theirs
+            raise self._error(template.name, error, template.filename) from error
+
+    def _block(self, template: jinja2.Template, block: str, context: jinja2.runtime.Context) -> str:
+        if block not in template.blocks:
+            raise TemplateError(f"{self.messages_dir / template.name}: no {{% block {block} %}}")
+
+        def produce() -> str:
+            try:
+                return "".join(template.blocks[block](context))
+            except Exception:
+                self.env.handle_exception()  # as render() does: the traceback gets template lines
+        return self._run(template, produce)
+
+    def render_sms(self, campaign_id: str, step_id: str, locale: str, context: dict,
+                   footer: str | None = None) -> SmsRendering:
+        template = self._select(campaign_id, step_id, "sms", locale)
+        text = clean_sms(self._run(template, lambda: template.render(context)))
+        if not text:
+            raise TemplateError(f"{self.messages_dir / template.name}: renders an empty SMS")
+        if footer:
+            text = f"{text}\n{self.render_text(footer, context)}"
+        return SmsRendering(text, *sms_segments(text))
+
+    def render_email(self, campaign_id: str, step_id: str, locale: str, context: dict,
+                     unsubscribe_url: str | None = None) -> EmailRendering:
+        template = self._select(campaign_id, step_id, "email", locale)
+        blocks = template.new_context(context)
+        subject = " ".join(self._block(template, "subject", blocks).split())
+        body = self._block(template, "body", blocks).strip()
+        if not subject:
+            raise TemplateError(f"{self.messages_dir / template.name}: renders an empty subject")
+        layout = self._layout()
+        html = self._run(layout, lambda: layout.render(
+            subject=subject, body_html=Markup(self.markdown.render(body)), clinic=self.clinic.template_context(),
+            unsubscribe_url=unsubscribe_url, locale=self._language(template.name)))
+        # Plain-text readers need the way out as much as HTML readers do.
+        text = f"{body}\n\n--\nUnsubscribe: {unsubscribe_url}" if unsubscribe_url else body
+        return EmailRendering(subject=subject, text=text, html=html)
+
+    def _layout(self) -> jinja2.Template:
+        try:
+            return self.env.get_template(EMAIL_LAYOUT)
+        except Exception as error:
+            raise self._error(EMAIL_LAYOUT, error) from error
+
+    def render_text(self, source: str, context: dict) -> str:
+        """A clinic.toml string (help_reply, footer...): same sandbox, cleaned as SMS.
+        `clinic` is always there; `context` may add or override."""
+        template = self._strings.get(source)
+        if template is None:
+            try:
+                template = self._strings[source] = self.env.from_string(source)
+            except jinja2.TemplateSyntaxError as error:
+                raise TemplateError(f"text {source[:40]!r}: line {error.lineno}: {_one_line(error)}") from None
+        try:
+            return clean_sms(template.render({"clinic": self.clinic.template_context(), **context}))
+        except Exception as error:
+            raise TemplateError(f"text {source[:40]!r}: {_one_line(error)}") from None
