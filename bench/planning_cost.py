@@ -1,5 +1,5 @@
-"""Measure 2: planning. `service.enroll` (plan + reconcile + write for a 12-session course)
-per patient, `service.replan` of everyone when nothing changed, and enroll again once the
+"""Measure 2: planning. `enrollments.enroll` (plan + reconcile + write for a 12-session course)
+per patient, `staff_messages.replan` of everyone when nothing changed, and enroll again once the
 outbox holds a large backlog of other patients' rows."""
 
 from __future__ import annotations
@@ -12,7 +12,10 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from dripcare.app import service
+from dripcare.app import enrollments
+from dripcare.app import messages as staff_messages
+from dripcare.app import patients
+from dripcare.app import runtime
 from dripcare.config.campaigns import load_campaigns
 from dripcare.config.clinic import load_clinic
 from dripcare.config.clock import Clock, VirtualClock
@@ -42,10 +45,10 @@ class PlanningResult:
     pure_plan: float
 
 
-def runtime(engine: Engine, clock: Clock) -> service.Runtime:
+def runtime(engine: Engine, clock: Clock) -> runtime.Runtime:
     """Built as tests/conftest.py builds it: the example clinic and campaigns."""
     clinic = load_clinic(EXAMPLES / "config")
-    return service.Runtime(engine, clinic, load_campaigns(EXAMPLES / "config", clinic, EXAMPLES / "messages"), clock)
+    return runtime.Runtime(engine, clinic, load_campaigns(EXAMPLES / "config", clinic, EXAMPLES / "messages"), clock)
 
 
 def course(first_day: datetime) -> list[str]:
@@ -58,17 +61,17 @@ def course(first_day: datetime) -> list[str]:
     return days
 
 
-def add_patient(rt: service.Runtime, n: int, phone: bool = True):
-    return service.add_patient(
+def add_patient(rt: runtime.Runtime, n: int, phone: bool = True):
+    return patients.add_patient(
         rt, first_name=f"Pat{n}", last_name="Bench", phone=f"+1 780 555 01{n % 100:02d}" if phone else None,
         email=f"pat{n}@example.org", timezone=ZONE, consent=["sms", "email"] if phone else ["email"], by="bench")
 
 
-def enroll_one(rt: service.Runtime, n: int) -> float:
+def enroll_one(rt: runtime.Runtime, n: int) -> float:
     """Seconds for one enroll (the patient is added first, untimed)."""
     patient = add_patient(rt, n)
     sessions = course(START + timedelta(days=7 + n % 7))
-    elapsed, _ = seconds(lambda: service.enroll(rt, str(patient.id), "ketamine-iv", sessions, by="bench"))
+    elapsed, _ = seconds(lambda: enrollments.enroll(rt, str(patient.id), "ketamine-iv", sessions, by="bench"))
     return elapsed
 
 
@@ -77,7 +80,7 @@ def message_count(engine: Engine) -> int:
         return c.execute(sa.select(sa.func.count()).select_from(Message.__table__)).scalar_one()
 
 
-def time_pure_plan(rt: service.Runtime, repeats: int) -> float:
+def time_pure_plan(rt: runtime.Runtime, repeats: int) -> float:
     """The pure planner alone for the first patient's course, as if nothing were written yet."""
     with transaction(rt.engine) as session:
         patient = session.execute(sa.select(Patient).order_by(Patient.id)).scalars().first()
@@ -94,8 +97,8 @@ def measure(workdir: Path, patients: int, crowd: int, repeats: int) -> PlanningR
     times = [enroll_one(rt, n) for n in range(patients)]
     rows = message_count(engine)
     changes: list = []
-    replan = median_of(lambda: changes.append(service.replan(rt, by="bench")), repeats)
-    _held, peak, _ = memory_of(lambda: service.replan(rt, by="bench"))
+    replan = median_of(lambda: changes.append(staff_messages.replan(rt, by="bench")), repeats)
+    _held, peak, _ = memory_of(lambda: staff_messages.replan(rt, by="bench"))
     pure = time_pure_plan(rt, repeats)
     say(f"  enroll median {ms(statistics.median(times))}; replan of {patients} patients {ms(replan)}")
     say(f"planning: {count(crowd)} other rows in the outbox, then {patients // 5} more enrollments ...")

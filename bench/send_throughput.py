@@ -15,12 +15,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from dripcare.store import outbox
-from dripcare.app import service
+from dripcare.app import enrollments
 from dripcare.config.clock import SimulatedClock
 from dripcare.delivery.rate import SendRate
 from dripcare.config.settings import Settings
 from dripcare.delivery.transports.base import Outgoing
-from dripcare.worker import build_dispatcher
+from dripcare.app.runtime import build_dispatcher
 
 import planning_cost
 from measure import EXAMPLES, Section, fresh_sqlite, ms, say, seconds
@@ -88,7 +88,7 @@ def enrolled_sms(engine: Engine, patients: int, rt) -> list[int]:
     """Patients enrolled with no sessions yet: each has a welcome SMS due at once."""
     for n in range(patients):
         patient = planning_cost.add_patient(rt, n)
-        service.enroll(rt, str(patient.id), "ketamine-iv", [], by="bench")
+        enrollments.enroll(rt, str(patient.id), "ketamine-iv", [], by="bench")
     with engine.connect() as c:
         return c.execute(sa.select(outbox.message.c.id).where(
             outbox.message.c.step_id == "welcome", outbox.message.c.channel == "sms")

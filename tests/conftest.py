@@ -16,8 +16,9 @@ import pytest
 from dripcare.config.campaigns import load_campaigns
 from dripcare.config.clinic import load_clinic
 from dripcare.config.clock import VirtualClock
+from dripcare.config.terms import load_sensitive_terms
 from dripcare.store.db import make_engine, upgrade
-from dripcare.app.service import Runtime
+from dripcare.app.runtime import Runtime
 
 # Fixtures for real servers, shared by every module (one Prism, one PostgreSQL per session).
 from .pg import postgres_server  # noqa: F401
@@ -73,7 +74,9 @@ def clock() -> VirtualClock:
 @pytest.fixture
 def rt(engine, clinic_dir, clock) -> Runtime:
     clinic = load_clinic(clinic_dir / "config")
-    return Runtime(engine, clinic, load_campaigns(clinic_dir / "config", clinic, clinic_dir / "messages"), clock)
+    return Runtime(engine, clinic, load_campaigns(clinic_dir / "config", clinic, clinic_dir / "messages"), clock,
+                   config_dir=clinic_dir / "config", messages_dir=clinic_dir / "messages",
+                   terms=load_sensitive_terms(clinic_dir / "config"))
 
 
 @dataclass

@@ -11,13 +11,14 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from dripcare.app import service
-from dripcare.demo import fast_forward, virtual_rates
+from dripcare.app import enrollments
+from dripcare.app import patients
+from dripcare.app.rehearsal import fast_forward, virtual_rates
 from dripcare.store.models import Message, MessageEvent
 from dripcare.config.settings import Settings
 from dripcare.delivery.transports.base import Outgoing, TransportError
 from dripcare.delivery.transports.files import FileTransport
-from dripcare.worker import build_dispatcher
+from dripcare.app.runtime import build_dispatcher
 
 
 class ScriptedTransport:
@@ -49,9 +50,9 @@ class ScriptedTransport:
 def enroll_sample(rt, *, timezone="America/New_York", sessions=("2027-03-09 09:30", "2027-03-11 07:30"),
                   phone="+1 212 555 0143", email="ana@example.org", discreet=False, campaign="ketamine-iv"):
     consent = [c for c, v in (("sms", phone), ("email", email)) if v]
-    patient = service.add_patient(rt, first_name="Ana", last_name="Diaz", phone=phone, email=email,
+    patient = patients.add_patient(rt, first_name="Ana", last_name="Diaz", phone=phone, email=email,
                                   timezone=timezone, discreet=discreet, consent=consent, by="test")
-    enrollment = service.enroll(rt, str(patient.id), campaign, list(sessions), by="test")
+    enrollment = enrollments.enroll(rt, str(patient.id), campaign, list(sessions), by="test")
     return patient, enrollment
 
 

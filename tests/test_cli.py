@@ -127,11 +127,11 @@ def enrolled(cli, second_campaign, tmp_path, template_dir):
 
 NEW = ["--first-name", "Bo", "--last-name", "Li"]
 BAD_INPUT = [
-    (["enroll", "99", "--campaign", "ketamine-iv"], "'99'"),
+    (["enroll", "99", "--campaign", "ketamine-iv"], "no patient 99"),
     (["timeline", "mrn:NOPE"], "NOPE"),
-    (["session", "add", "42", "--at", "2027-03-20 10:00"], "'42'"),
+    (["session", "add", "42", "--at", "2027-03-20 10:00"], "no patient 42"),
     (["consent", "grant", "mrn:NOBODY", "--channel", "sms"], "NOBODY"),
-    (["patient", "update", "77", "--first-name", "X"], "'77'"),
+    (["patient", "update", "77", "--first-name", "X"], "no patient 77"),
     (["patient", "add", *NEW, "--phone", "12"], "'12'"),
     (["patient", "update", "1", "--phone", "555"], "'555'"),
     (["patient", "add", *NEW, "--email", "nobody@@example.org"], "'nobody@@example.org'"),
@@ -155,10 +155,10 @@ BAD_INPUT = [
     (["enroll", "1", "--campaign", "ketamine-im", "--duration", "0"], "'0'"),
     (["consent", "revoke", "1", "--channel", "fax"], "'fax'"),
     (["consent", "grant", "1", "--channel", "sms", "--source", "rumour"], "'rumour'"),
-    (["session", "cancel", "999"], "'999'"),
-    (["enrollment", "pause", "999"], "'999'"),
+    (["session", "cancel", "999"], "no session 999"),
+    (["enrollment", "pause", "999"], "no enrollment 999"),
     (["enrollment", "resume", "1"], "active"),
-    (["message", "cancel", "999"], "'999'"),
+    (["message", "cancel", "999"], "no message 999"),
     (["message", "retry", "1"], "scheduled"),
     (["outbox", "--status", "lost"], "'lost'"),
 ]

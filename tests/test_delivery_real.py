@@ -12,11 +12,11 @@ from aiosmtpd.controller import Controller
 from sqlmodel import Session
 
 from dripcare.store.consent import consent_in_force
-from dripcare.demo import fast_forward, virtual_rates
+from dripcare.app.rehearsal import fast_forward, virtual_rates
 from dripcare.store.models import ChannelState, Consent, Patient
 from dripcare.config.settings import Settings
 from dripcare.domain.unsubscribe import read_token
-from dripcare.worker import build_dispatcher
+from dripcare.app.runtime import build_dispatcher
 
 from .dispatching import enroll_sample, events, rows
 from .test_transports_smtp import Mailbox, parse

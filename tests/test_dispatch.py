@@ -8,8 +8,11 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from dripcare.store import outbox
-from dripcare.app import service
-from dripcare.store.consent import consent_in_force, record_consent
+from dripcare.app import enrollments
+from dripcare.app import messages as staff_messages
+from dripcare.app import patients
+from dripcare.store import consent as consent_rows
+from dripcare.store.consent import consent_in_force
 from dripcare.store.db import transaction
 from dripcare.store.models import ChannelState, Consent, Patient, TreatmentSession
 from dripcare.domain.timing import zone
@@ -87,7 +90,8 @@ def test_backlog_reaching_quiet_hours_waits_for_morning_or_expires(rt, tmp_path)
 def test_consent_revoked_between_plan_and_send_is_not_sent(rt, tmp_path):
     patient, _ = enroll_sample(rt)
     with transaction(rt.engine) as session:  # as the web process would, before any replan
-        record_consent(session, session.get(Patient, patient.id), "sms", False, rt.clock.now(), "sms_keyword", "sms")
+        consent_rows.append(session, session.get(Patient, patient.id), "sms", False, rt.clock.now(), "sms_keyword",
+                            "sms", None)
     dispatcher = make_dispatcher(rt, tmp_path)
     dispatcher.run_pass()
     dispatcher.close()
@@ -104,7 +108,7 @@ def test_session_cancelled_after_claim_is_not_sent(rt, tmp_path):
     assert claimed
     with Session(rt.engine) as session:
         session_id = session.execute(sa.select(TreatmentSession.id)).scalar()
-    service.change_session(rt, str(session_id), by="staff", action="cancel")
+    enrollments.change_session(rt, str(session_id), by="staff", action="cancel")
     rt.clock.advance(timedelta(minutes=6))  # the dead worker's lease runs out
     dispatcher = make_dispatcher(rt, tmp_path)
     dispatcher.run_pass()
@@ -147,7 +151,7 @@ def test_retry_never_goes_past_expiry(rt, tmp_path):
     dispatcher = make_dispatcher(rt, tmp_path, transports={"sms": sms, "email": ScriptedTransport("email")})
     for m in rows(rt.engine):
         if m.step_id != "day-of":
-            service.cancel_message(rt, str(m.id), by="staff")
+            staff_messages.cancel_message(rt, str(m.id), by="staff")
     # day-of is due 10:00 and expires at the session (13:00); at 12:59 a retry (2 min +-25%) cannot fit.
     rt.clock.set(datetime(2027, 3, 2, 17, 59, tzinfo=timezone.utc))
     dispatcher.run_pass()
@@ -234,7 +238,7 @@ def test_template_error_retries_until_fixed(rt, tmp_path):
     assert (welcome.status, welcome.reason) == ("scheduled", "template_error")
     assert sms.sent == []
     template.write_text(good)
-    dispatcher.templates = type(dispatcher.templates)(tmp_path / "clinic/messages", rt.clinic)  # a new process
+    rt.templates = type(rt.templates)(tmp_path / "clinic/messages", rt.clinic)  # a new process
     rt.clock.set(welcome.next_attempt_at)
     dispatcher.run_pass()
     dispatcher.close()
@@ -248,8 +252,8 @@ def test_footer_on_first_sms_of_enrollment_and_again_after_start(rt, tmp_path):
     fast_forward(dispatcher, rt.clock, until=datetime(2027, 3, 8, 23, 0, tzinfo=timezone.utc))
     footer = rt.clinic.sms_footer
     assert [footer in out.body for out in sms.sent] == [True] + [False] * (len(sms.sent) - 1)
-    service.set_consent(rt, str(patient.id), "sms", False, source="sms_keyword", by="sms")
-    service.set_consent(rt, str(patient.id), "sms", True, source="sms_keyword", by="sms")
+    patients.set_consent(rt, str(patient.id), "sms", False, source="sms_keyword", by="sms")
+    patients.set_consent(rt, str(patient.id), "sms", True, source="sms_keyword", by="sms")
     count = len(sms.sent)
     fast_forward(dispatcher, rt.clock, until=datetime(2027, 3, 10, 23, 0, tzinfo=timezone.utc))
     dispatcher.close()

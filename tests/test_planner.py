@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from dripcare.config.campaigns import Campaign, Step
+from dripcare.domain.campaign import Campaign, Step
 from dripcare.domain.planner import (EnrollmentState, PatientState, Planned, RowState, Rules, SessionState,
                               cancel_reason, plan_patient)
 from dripcare.domain.timing import QuietHours, parse_offset

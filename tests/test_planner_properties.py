@@ -14,8 +14,10 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
 from sqlmodel import Session
 
-from dripcare.app import service
-from dripcare.config.campaigns import Campaign, Step
+from dripcare.app import enrollments
+from dripcare.app import patients
+from dripcare.app import runtime
+from dripcare.domain.campaign import Campaign, Step
 from dripcare.config.clinic import load_clinic
 from dripcare.config.clock import VirtualClock
 from dripcare.store.db import make_engine, transaction, upgrade
@@ -212,7 +214,7 @@ class FreshRuntime:
         self.dir = tempfile.mkdtemp(prefix="dripcare-prop-")
         shutil.copy(template, Path(self.dir) / "db.sqlite")
         engine = make_engine(f"sqlite:///{self.dir}/db.sqlite")
-        self.rt = service.Runtime(engine, clinic, {"c": campaign}, VirtualClock(now))
+        self.rt = runtime.Runtime(engine, clinic, {"c": campaign}, VirtualClock(now))
 
     def __enter__(self):
         return self.rt
@@ -265,9 +267,9 @@ def courses(draw):
 
 
 def setup_patient(rt, course) -> tuple[int, int]:
-    pid = service.add_patient(rt, first_name="P", last_name="Q", phone="+1 780 555 0123", email="p@example.org",
+    pid = patients.add_patient(rt, first_name="P", last_name="Q", phone="+1 780 555 0123", email="p@example.org",
                               timezone=course["tz"], consent=course["consent"], by="prop").id
-    eid = service.enroll(rt, str(pid), "c", [iso(s) for s in course["sessions"]], by="prop").id
+    eid = enrollments.enroll(rt, str(pid), "c", [iso(s) for s in course["sessions"]], by="prop").id
     return pid, eid
 
 
@@ -276,17 +278,17 @@ def apply(rt, pid: int, eid: int, op: str, index: int, when: datetime, minutes: 
     sid = str(sids[index % len(sids)])
     try:
         if op == "reschedule":
-            service.change_session(rt, sid, at=iso(when), by="prop")
+            enrollments.change_session(rt, sid, at=iso(when), by="prop")
         elif op in ("cancel", "no-show", "complete"):
-            service.change_session(rt, sid, action=op, by="prop")
+            enrollments.change_session(rt, sid, action=op, by="prop")
         elif op == "add":
-            service.add_session(rt, str(pid), iso(when), by="prop")
+            enrollments.add_session(rt, str(pid), iso(when), by="prop")
         elif op in ("revoke", "grant"):
-            service.set_consent(rt, str(pid), ["sms", "email"][index % 2], op == "grant", source="staff", by="prop")
+            patients.set_consent(rt, str(pid), ["sms", "email"][index % 2], op == "grant", source="staff", by="prop")
         elif op in ("pause", "resume"):
-            service.change_enrollment(rt, str(eid), op, by="prop")
+            enrollments.change_enrollment(rt, str(eid), op, by="prop")
         elif op == "finish":
-            service.change_enrollment(rt, str(eid), "complete", by="prop")
+            enrollments.change_enrollment(rt, str(eid), "complete", by="prop")
         else:
             rt.clock.advance(timedelta(minutes=minutes))
     except BadInput:
@@ -331,7 +333,7 @@ def test_reschedule_leaves_sent_rows_untouched(template_db, clinic, course, sent
         sid = sids[which % len(sids)]
         new_start = data.draw(instants(course["base"]))
         try:
-            service.change_session(rt, str(sid), at=iso(new_start), by="prop")
+            enrollments.change_session(rt, str(sid), at=iso(new_start), by="prop")
         except BadInput:
             assume(False)
         after = all_rows(rt)

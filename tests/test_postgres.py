@@ -14,7 +14,7 @@ from dripcare.store import outbox
 from dripcare.config.campaigns import load_campaigns
 from dripcare.config.clinic import load_clinic
 from dripcare.store.db import current_revision, ensure_schema, make_engine, upgrade, DatabaseBehind
-from dripcare.app.service import Runtime
+from dripcare.app.runtime import Runtime
 from dripcare.config.settings import Settings
 
 from .dispatching import enroll_sample, jsonl, make_dispatcher, rows
@@ -111,7 +111,7 @@ def test_a_dispatch_pass_on_postgres_sends_each_due_message_once(pg_rt, tmp_path
 
 
 def test_two_processes_replanning_one_patient_take_turns(pg_rt):
-    from dripcare.app import service
+    from dripcare.app import messages as staff_messages
     from dripcare.store.db import transaction
     from dripcare.store.models import Patient
     from dripcare.app.reconcile import reconcile_patient
@@ -124,7 +124,7 @@ def test_two_processes_replanning_one_patient_take_turns(pg_rt):
 
     def second_process() -> None:
         try:
-            outcome["changes"] = service.replan(pg_rt, by="second", enrollment_id=str(enrollment.id)).counts
+            outcome["changes"] = staff_messages.replan(pg_rt, by="second", enrollment_id=str(enrollment.id)).counts
         except Exception as error:  # without the turn-taking: a duplicate plan_key
             outcome["error"] = error
 

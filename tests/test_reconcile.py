@@ -10,8 +10,10 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from dripcare.app import service
-from dripcare.config.campaigns import Campaign
+from dripcare.app import enrollments
+from dripcare.app import messages as staff_messages
+from dripcare.app import patients
+from dripcare.domain.campaign import Campaign
 from dripcare.store.db import transaction
 from dripcare.store.models import Message, MessageEvent, Patient
 from dripcare.app.reconcile import reconcile_patient
@@ -30,12 +32,12 @@ def add_patient(rt, consent=("sms", "email"), **extra) -> int:
     values = dict(first_name="Ada", last_name="Moss", phone="+1 780 555 0123", email="ada@example.org",
                   timezone="America/New_York", consent=list(consent), by="tester")
     values.update(extra)
-    return service.add_patient(rt, **values).id
+    return patients.add_patient(rt, **values).id
 
 
 def enrolled(rt, sessions=SESSIONS) -> tuple[int, int]:
     pid = add_patient(rt)
-    enrollment = service.enroll(rt, str(pid), "ketamine-iv", list(sessions), by="tester")
+    enrollment = enrollments.enroll(rt, str(pid), "ketamine-iv", list(sessions), by="tester")
     return pid, enrollment.id
 
 
@@ -136,7 +138,7 @@ def test_reschedule_cancels_old_pending_rows_and_inserts_new(rt):
     pid, _ = enrolled(rt)
     sid = session_ids(rt, pid)[1]
     old = [m for m in rows(rt, pid) if m.session_id == sid and m.status == "scheduled"]
-    service.change_session(rt, str(sid), at="2027-03-13 11:00", by="mover")
+    enrollments.change_session(rt, str(sid), at="2027-03-13 11:00", by="mover")
     now = by_id(rt)
     for m in old:
         assert (now[m.id].status, now[m.id].reason) == ("cancelled", "rescheduled")
@@ -153,8 +155,8 @@ def test_reschedule_back_reopens_the_same_rows(rt):
     pid, _ = enrolled(rt)
     sid = session_ids(rt, pid)[1]
     original = {m.id: m.due_at for m in rows(rt, pid) if m.session_id == sid and m.status == "scheduled"}
-    service.change_session(rt, str(sid), at="2027-03-13 11:00", by="t")
-    service.change_session(rt, str(sid), at="2027-03-12 09:00", by="t")
+    enrollments.change_session(rt, str(sid), at="2027-03-13 11:00", by="t")
+    enrollments.change_session(rt, str(sid), at="2027-03-12 09:00", by="t")
     now = by_id(rt)
     for mid, due in original.items():
         assert (now[mid].status, now[mid].reason, now[mid].due_at) == ("scheduled", None, due)
@@ -189,8 +191,8 @@ def test_step_removed_from_the_file(rt):
 def test_session_cancel_and_no_show(rt):
     pid, _ = enrolled(rt)
     s1, s2, _s3 = session_ids(rt, pid)
-    service.change_session(rt, str(s2), action="cancel", by="t")
-    service.change_session(rt, str(s1), action="no-show", by="t")
+    enrollments.change_session(rt, str(s2), action="cancel", by="t")
+    enrollments.change_session(rt, str(s1), action="no-show", by="t")
     for m in rows(rt, pid):
         if m.session_id == s2 and m.step_id in ("what-to-expect", "day-of", "integration"):
             assert (m.status, m.reason) == ("cancelled", "session_cancelled")
@@ -204,12 +206,12 @@ def test_session_cancel_and_no_show(rt):
 def test_consent_revoke_then_grant_reopens_same_ids(rt):
     pid, _ = enrolled(rt)
     sms = [m.id for m in rows(rt, pid) if m.channel == "sms" and m.status == "scheduled"]
-    service.set_consent(rt, str(pid), "sms", False, source="staff", by="t")
+    patients.set_consent(rt, str(pid), "sms", False, source="staff", by="t")
     now = by_id(rt)
     assert {(now[i].status, now[i].reason) for i in sms} == {("cancelled", "opted_out")}
     assert all(m.status == "scheduled" for m in now.values() if m.channel == "email" and m.reason is None
                and m.status != "skipped")
-    service.set_consent(rt, str(pid), "sms", True, source="staff", by="t")
+    patients.set_consent(rt, str(pid), "sms", True, source="staff", by="t")
     now = by_id(rt)
     assert {now[i].status for i in sms} == {"scheduled"}
     assert {events(rt, i)[-1].kind for i in sms} == {"reopened"}
@@ -219,10 +221,10 @@ def test_consent_revoke_then_grant_reopens_same_ids(rt):
 def test_pause_then_resume_reopens_the_same_ids(rt):
     pid, eid = enrolled(rt)
     pending = {m.id: m.due_at for m in rows(rt, pid) if m.status == "scheduled"}
-    service.change_enrollment(rt, str(eid), "pause", by="t")
+    enrollments.change_enrollment(rt, str(eid), "pause", by="t")
     now = by_id(rt)
     assert {(now[i].status, now[i].reason) for i in pending} == {("cancelled", "paused")}
-    service.change_enrollment(rt, str(eid), "resume", by="t")
+    enrollments.change_enrollment(rt, str(eid), "resume", by="t")
     now = by_id(rt)
     assert {i: now[i].due_at for i in pending} == pending
     assert {now[i].status for i in pending} == {"scheduled"}
@@ -231,7 +233,7 @@ def test_pause_then_resume_reopens_the_same_ids(rt):
 
 def test_withdraw_cancels_everything_pending(rt):
     pid, eid = enrolled(rt)
-    service.change_enrollment(rt, str(eid), "withdraw", by="t")
+    enrollments.change_enrollment(rt, str(eid), "withdraw", by="t")
     assert {(m.status, m.reason) for m in rows(rt, pid)} == {("cancelled", "withdrawn")}
     assert not reconcile(rt, pid)
 
@@ -247,7 +249,7 @@ def test_existing_row_skipped_by_daily_cap_and_planned_again_when_room_appears(r
     before = {(m.step_id, m.channel): m for m in rows(rt, pid) if m.session_id == sid}
     integ = before[("integration", "sms")]
     assert integ.status == "scheduled"
-    service.add_session(rt, str(pid), "2027-03-11 20:00", by="t")
+    enrollments.add_session(rt, str(pid), "2027-03-11 20:00", by="t")
     after = by_id(rt)
     day = [m for m in after.values() if m.channel == "sms" and m.due_at.astimezone(NY).date().isoformat() == "2027-03-11"]
     assert len([m for m in day if m.status == "scheduled"]) == 2
@@ -257,7 +259,7 @@ def test_existing_row_skipped_by_daily_cap_and_planned_again_when_room_appears(r
     assert events(rt, integ.id)[-1].kind == "skipped"
     # cancelling the new session frees the day: the skipped row is planned again (same id)
     new_sid = max(session_ids(rt, pid))
-    service.change_session(rt, str(new_sid), action="cancel", by="t")
+    enrollments.change_session(rt, str(new_sid), action="cancel", by="t")
     again = by_id(rt)[integ.id]
     assert (again.status, again.reason, again.due_at) == ("scheduled", None, integ.due_at)
     assert events(rt, integ.id)[-1].kind == "reopened"
@@ -275,8 +277,8 @@ def test_claimed_rows_are_never_changed(rt):
          next_attempt_at=rt.clock.now() + timedelta(minutes=10))
     before = {m.id: (m.status, m.reason, m.due_at, m.updated_at) for m in rows(rt) if m.id in (sending.id, retrying.id)}
     evs = {i: len(events(rt, i)) for i in before}
-    service.change_session(rt, str(sid), at="2027-03-13 11:00", by="t")
-    service.change_session(rt, str(sid), action="cancel", by="t")
+    enrollments.change_session(rt, str(sid), at="2027-03-13 11:00", by="t")
+    enrollments.change_session(rt, str(sid), action="cancel", by="t")
     after = by_id(rt)
     assert {i: (after[i].status, after[i].reason, after[i].due_at, after[i].updated_at) for i in before} == before
     assert {i: len(events(rt, i)) for i in before} == evs
@@ -285,12 +287,12 @@ def test_claimed_rows_are_never_changed(rt):
 def test_staff_cancelled_row_stays_cancelled(rt):
     pid, eid = enrolled(rt)
     target = next(m for m in rows(rt, pid) if m.status == "scheduled" and m.channel == "sms")
-    service.cancel_message(rt, str(target.id), by="nurse")
-    service.set_consent(rt, str(pid), "sms", False, source="staff", by="t")
-    service.set_consent(rt, str(pid), "sms", True, source="staff", by="t")
-    service.change_enrollment(rt, str(eid), "pause", by="t")
-    service.change_enrollment(rt, str(eid), "resume", by="t")
-    service.replan(rt, by="t")
+    staff_messages.cancel_message(rt, str(target.id), by="nurse")
+    patients.set_consent(rt, str(pid), "sms", False, source="staff", by="t")
+    patients.set_consent(rt, str(pid), "sms", True, source="staff", by="t")
+    enrollments.change_enrollment(rt, str(eid), "pause", by="t")
+    enrollments.change_enrollment(rt, str(eid), "resume", by="t")
+    staff_messages.replan(rt, by="t")
     m = by_id(rt)[target.id]
     assert (m.status, m.reason) == ("cancelled", "staff")
     assert [(e.kind, e.reason, e.by) for e in events(rt, target.id)] == [
@@ -304,7 +306,7 @@ def test_sent_once_only_step_is_not_planned_again_after_reschedule(rt):
     sms = next(m for m in prep if m.channel == "sms")
     email = next(m for m in prep if m.channel == "email")
     mark_sent(rt, sms.id)
-    service.change_session(rt, str(first), at="2027-03-11 09:00", by="t")
+    enrollments.change_session(rt, str(first), at="2027-03-11 09:00", by="t")
     after = [m for m in rows(rt, pid) if m.step_id == "prep-2days"]
     assert [m for m in after if m.channel == "sms"] == [by_id(rt)[sms.id]]  # only the sent one
     assert by_id(rt)[sms.id].status == "sent"
@@ -316,7 +318,7 @@ def test_sent_once_only_step_is_not_planned_again_after_reschedule(rt):
 def test_changed_time_zone_moves_rows_to_the_new_local_times(rt):
     pid, _ = enrolled(rt)
     wte = [m for m in rows(rt, pid) if m.step_id == "what-to-expect" and m.status == "scheduled"]
-    service.update_patient(rt, str(pid), timezone="Europe/London", by="t")
+    patients.update_patient(rt, str(pid), timezone="Europe/London", by="t")
     after = by_id(rt)
     london = ZoneInfo("Europe/London")
     for m in wte:
@@ -336,7 +338,7 @@ def test_invalid_contact_cancels_its_pending_rows(rt):
     assert {(m.status, m.reason) for m in sms} == {("cancelled", "contact_invalid")}
     assert any(m.status == "scheduled" for m in rows(rt, pid) if m.channel == "email")
     # staff enter a new number: the flag clears, but the new number needs consent first
-    service.update_patient(rt, str(pid), phone="+1 780 555 0177", by="t")
+    patients.update_patient(rt, str(pid), phone="+1 780 555 0177", by="t")
     assert {m.status for m in rows(rt, pid) if m.channel == "sms"} == {"cancelled"}
-    service.set_consent(rt, str(pid), "sms", True, source="staff", by="t")
+    patients.set_consent(rt, str(pid), "sms", True, source="staff", by="t")
     assert any(m.status == "scheduled" for m in rows(rt, pid) if m.channel == "sms")

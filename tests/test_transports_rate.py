@@ -6,7 +6,9 @@ from bisect import bisect_left
 
 import pytest
 
-from dripcare.delivery.rate import SendRate
+import math
+
+from dripcare.delivery.rate import MARGIN, TOLERANCE, SendRate
 
 
 class FakeTime:
@@ -65,21 +67,32 @@ def test_eight_threads_never_crowd_a_window(per_second, width, most):
     assert most_in_any_window(stamps, 1.0) <= max(1, per_second)
 
 
-@pytest.mark.parametrize("per_second, last", [(5, 19.0), (0.5, 198.0), (1, 99.0)])
-def test_one_sender_gets_the_full_rate(per_second, last):
+@pytest.mark.parametrize("per_second, allowed", [(5, 5), (0.5, 0.5), (1, 1), (2.5, 2)])
+def test_one_sender_is_paced_evenly_just_under_the_rate(per_second, allowed):
     clock = FakeTime()
     rate = SendRate(per_second, now=clock.now, sleep=clock.sleep)
     stamps = [rate.acquire() for _ in range(100)]
-    assert stamps[-1] == pytest.approx(last)  # not slower than the rate allows
-    assert most_in_any_window(stamps, 1.0) <= max(1, per_second)
+    gaps = {round(b - a, 9) for a, b in zip(stamps, stamps[1:])}
+    assert gaps == {round(MARGIN / allowed, 9)}  # evenly spaced: never a burst the provider sees bunched
+    assert stamps[-1] == pytest.approx(99 * MARGIN / allowed)  # no slower than the margin asks
+    assert most_in_any_window(stamps, 1.0) <= max(1, math.floor(per_second))
 
 
-def test_sends_within_the_rate_do_not_wait():
+def test_a_late_start_still_leaves_every_window_within_the_rate():
+    """Sends that start up to TOLERANCE after their slot never put rate + 1 in a second."""
+    clock = FakeTime()
+    rate = SendRate(10, now=clock.now, sleep=clock.sleep)
+    slots = rate.reserve(200)
+    late = [s + (TOLERANCE if i % 2 else 0.0) for i, s in enumerate(slots)]
+    assert most_in_any_window(late, 1.0) <= 10
+
+
+def test_slots_are_reserved_in_order_without_waiting():
     clock = FakeTime()
     rate = SendRate(5, now=clock.now, sleep=clock.sleep)
-    for _ in range(5):
-        rate.acquire()
-    assert clock.sleeps == 0
+    slots = rate.reserve(3) + rate.reserve(2)
+    assert slots == sorted(slots) and len(set(slots)) == 5
+    assert clock.sleeps == 0  # reserving never blocks; the caller waits for its slot
 
 
 def test_with_the_real_clock():
@@ -87,7 +100,7 @@ def test_with_the_real_clock():
     started = time.monotonic()
     stamps = send_from_threads(rate, 60, threads=4)
     assert most_in_any_window(stamps, 1.0) <= 50
-    assert time.monotonic() - started >= 0.9  # the 51st send waited for the first to leave the window
+    assert time.monotonic() - started >= 59 * MARGIN / 50 - 0.01  # paced, not released at once
 
 
 @pytest.mark.parametrize("bad", [0, -1])

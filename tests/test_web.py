@@ -27,12 +27,12 @@ from twilio.request_validator import RequestValidator
 from werkzeug.serving import make_server
 
 from dripcare.store import outbox
-from dripcare.app import service, status
+from dripcare.app import enrollments, patients, status
 from dripcare.config.campaigns import load_campaigns
 from dripcare.config.clinic import load_clinic
 from dripcare.store.db import make_engine, transaction
 from dripcare.store.models import ChannelState, Consent, Enrollment, InboundMessage, Message, MessageEvent, Patient, Worker
-from dripcare.app.service import Runtime
+from dripcare.app.runtime import Runtime
 from dripcare.config.settings import Settings, SettingsError
 from dripcare.domain.unsubscribe import make_token
 from dripcare.web import create_app
@@ -105,9 +105,9 @@ def site(engine, clinic_dir, rt):
 # --- set-up and reading back, through our own code and the real database ---------------
 
 def enrolled(rt, phone=PHONE, email="ana@example.org", first_name="Ana", consent=("sms", "email")) -> Patient:
-    patient = service.add_patient(rt, first_name=first_name, last_name="Diaz", phone=phone, email=email,
+    patient = patients.add_patient(rt, first_name=first_name, last_name="Diaz", phone=phone, email=email,
                                   consent=list(consent), by="test")
-    service.enroll(rt, str(patient.id), "ketamine-iv", ["2027-03-10 10:00", "2027-03-12 10:00"], by="test")
+    enrollments.enroll(rt, str(patient.id), "ketamine-iv", ["2027-03-10 10:00", "2027-03-12 10:00"], by="test")
     return patient
 
 
@@ -152,9 +152,9 @@ def pending(rows: list[Message]) -> list[Message]:
 
 
 def mark(engine, message_id: int, to: str = "sent", provider_id: str | None = "SMout1", contact=PHONE) -> None:
-    """The dispatcher's part, done with the outbox's own transition."""
+    """The dispatcher's part (claim, attempt, answer) in one step of the outbox's own move."""
     with transaction(engine) as session:
-        assert outbox.transition(session, message_id, ("scheduled",), to, START, to, provider_id=provider_id,
+        assert outbox._move(session, message_id, ("scheduled",), to, START, to, provider_id=provider_id,
                                  sent_at=START if to == "sent" else None, attempted_at=START, ever_claimed=True,
                                  attempts=1, to_contact=contact)
 

@@ -137,32 +137,32 @@ def test_status_shows_queue_workers_and_failures(cli):
 
 
 def test_a_changed_campaign_file_is_planned_with_and_a_bad_one_keeps_the_last_good(rt, clinic_dir):
-    from dripcare.app import service
+    from dripcare.app import enrollments
+    from dripcare.app import patients
     from dripcare.config.settings import Settings
+    from dripcare.app.config_watch import ConfigWatch
     from dripcare.app.status import campaign_errors
-    from dripcare.worker import record_campaigns, reload_campaigns
 
-    settings = Settings({"DRIPCARE_CONFIG_DIR": str(clinic_dir / "config"),
-                         "DRIPCARE_MESSAGES_DIR": str(clinic_dir / "messages")})
-    patient = service.add_patient(rt, first_name="Ana", last_name="Diaz", email="ana@example.org",
+    watch = ConfigWatch(rt, clinic_dir / "config", clinic_dir / "messages")
+    patient = patients.add_patient(rt, first_name="Ana", last_name="Diaz", email="ana@example.org",
                                   consent=["email"], by="test")
-    service.enroll(rt, str(patient.id), "ketamine-iv", ["2027-03-20 10:00"], by="test")
-    record_campaigns(rt, error=None)
-    assert reload_campaigns(rt, settings) is False  # nothing changed on disk
+    enrollments.enroll(rt, str(patient.id), "ketamine-iv", ["2027-03-20 10:00"], by="test")
+    watch.record_all()
+    assert watch.check() is False  # nothing changed on disk
     path = clinic_dir / "config/campaigns/ketamine-iv.toml"
     good = path.read_text()
     # The clinic drops the one-month follow-up: its pending rows are cancelled (step_removed).
     path.write_text(good[:good.index("# A month on")])
-    assert reload_campaigns(rt, settings) is True
+    assert watch.check() is True
     follow_up = [m for m in _rows(rt.engine) if m.step_id == "follow-up-month"]
     assert follow_up and {(m.status, m.reason) for m in follow_up} == {("cancelled", "step_removed")}
     # A broken edit: the worker keeps planning with the last good version and says why.
     path.write_text(good.replace('anchor = "each_session"', 'anchor = "every_session"', 1))
-    assert reload_campaigns(rt, settings) is False
+    assert watch.check() is False
     assert rt.campaigns["ketamine-iv"].step("follow-up-month") is None  # still the last good one
     with Session(rt.engine) as session:
         errors = campaign_errors(session)
-    assert "every_session" in errors["ketamine-iv"]
+    assert "every_session" in errors["campaigns/ketamine-iv.toml"]
 
 
 def _rows(engine):

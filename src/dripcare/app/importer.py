@@ -19,13 +19,13 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from dripcare.domain import inputs
-from dripcare.config.campaigns import Campaign
+from dripcare.domain.campaign import Campaign
 from dripcare.config.clinic import Clinic
-from dripcare.store.consent import consent_in_force, record_consent
 from dripcare.store.db import transaction
 from dripcare.domain.inputs import BadInput
 from dripcare.store.models import Enrollment, Patient, TreatmentSession
-from dripcare.app.service import change_patient, new_enrollment
+from dripcare.app.patients import change_patient, give_consent, new_patient
+from dripcare.app.enrollments import new_enrollment
 from dripcare.domain.timing import zone
 
 COLUMNS = ("external_id", "first_name", "last_name", "preferred_name", "phone", "email", "timezone", "locale",
@@ -445,10 +445,7 @@ def _write_patient(session: Session, plan: PatientPlan, ctx: Context, now: datet
     fields = {k: v for k, v in plan.values.items() if k in PATIENT_FIELDS}
     patient = plan.existing
     if patient is None:
-        defaults = {"timezone": ctx.clinic.timezone, "locale": ctx.clinic.locale}
-        patient = Patient(**{**defaults, **fields}, external_id=plan.external_id, created_at=now)
-        session.add(patient)
-        session.flush()
+        patient = new_patient(session, {**fields, "external_id": plan.external_id}, now, clinic=ctx.clinic)
     else:
         change_patient(session, patient, fields)
     return patient
@@ -457,14 +454,13 @@ def _write_patient(session: Session, plan: PatientPlan, ctx: Context, now: datet
 def _write_consent(session: Session, plan: PatientPlan, patient: Patient, ctx: Context, by: str,
                    now: datetime) -> None:
     """A yes grants, an explicit no revokes, an empty cell leaves consent as it is; what is
-    already in force is not written again, so re-importing a file adds no rows."""
-    in_force = consent_in_force(session, patient)
+    already in force is not written again (the consent writer's rule), so re-importing a
+    file adds no rows."""
     for channel, (column, _) in CONSENT_COLUMNS.items():
         said = plan.values.get(column)
-        if said is None or said == in_force[channel]:
-            continue
-        record_consent(session, patient, channel, said, now, "import", by,
-                       f"import {ctx.filename} line {plan.said_on[column]}")
+        if said is not None:
+            give_consent(session, patient, channel, said, now, source="import", by=by,
+                         evidence=f"import {ctx.filename} line {plan.said_on[column]}")
 
 
 def _write_enrollment(session: Session, patient: Patient, plan: EnrollmentPlan, now: datetime) -> None:

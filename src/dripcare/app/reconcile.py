@@ -10,12 +10,14 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlmodel import Session
 
+from dripcare.domain.contacts import CHANNELS, reachable
+from dripcare.domain.statuses import PENDING
 from dripcare.store import outbox
-from dripcare.config.campaigns import Campaign
+from dripcare.domain.campaign import Campaign
 from dripcare.config.clinic import Clinic
 from dripcare.store.consent import consent_in_force
 from dripcare.store.models import Enrollment, Message, Patient, TreatmentSession
-from dripcare.domain.planner import (PENDING, EnrollmentState, PatientState, Planned, RowState, Rules, SessionState,
+from dripcare.domain.planner import (EnrollmentState, PatientState, Planned, RowState, Rules, SessionState,
                       cancel_reason, plan_patient)
 
 
@@ -32,10 +34,7 @@ def rules_of(clinic: Clinic) -> Rules:
 
 
 def patient_state(session: Session, patient: Patient) -> PatientState:
-    contacts = {"sms": patient.phone, "email": patient.email}
-    invalid = {"sms": patient.phone_invalid, "email": patient.email_invalid}
-    return PatientState(timezone=patient.timezone,
-                        reachable={c: bool(contacts[c]) and not invalid[c] for c in contacts},
+    return PatientState(timezone=patient.timezone, reachable={c: reachable(patient, c) for c in CHANNELS},
                         consented=consent_in_force(session, patient))
 
 
@@ -73,9 +72,11 @@ def reconcile_patient(session: Session, patient: Patient, clinic: Clinic, campai
     by_enrollment = {e.id: e for e in enrollments}
     for row in rows:
         if row.key not in desired and row.status in PENDING and row.belongs_to_planning:
-            reason = cancel_reason(row, by_enrollment.get(row.enrollment_id), state)
-            if outbox.transition(session, row.id, PENDING, "cancelled", now, "cancelled",
-                                 reason=reason, by=by, next_attempt_at=None):
+            enrollment = by_enrollment.get(row.enrollment_id)
+            reason = cancel_reason(row, enrollment, state)
+            if reason == "step_removed" and enrollment is not None and enrollment.campaign is None:
+                continue  # its campaign file is missing: a vanished file cancels nothing (SPEC 3.3)
+            if outbox.cancel_planned(session, row.id, now, reason, by):
                 changes.counts["cancelled"] += 1
     existing = {r.key: r for r in rows}
     new_rows = [_new_row(p, patient.id) for p in desired.values() if p.key not in existing]
@@ -100,9 +101,7 @@ def _apply(session: Session, planned: Planned, row: RowState, now: datetime, by:
     if ((row.status, row.reason, row.due_at, row.expires_at)
             == (planned.status, planned.reason, planned.due_at, planned.expires_at)):
         return
-    kind = ("skipped" if planned.status == "skipped" else
-            "moved" if row.status == "scheduled" else "reopened")
-    if outbox.transition(session, row.id, (row.status,), planned.status, now, kind, reason=planned.reason,
-                         by=by, next_attempt_at=None, due_at=planned.due_at, expires_at=planned.expires_at,
-                         priority=planned.priority):
+    kind = outbox.replan_row(session, row.id, row.status, planned.status, planned.reason, planned.due_at,
+                             planned.expires_at, planned.priority, now, by)
+    if kind:
         changes.counts[kind] += 1

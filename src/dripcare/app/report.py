@@ -10,8 +10,8 @@ from datetime import date, datetime, time, timedelta
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from dripcare.config.campaigns import Campaign
-from dripcare.store.consent import SOURCES
+from dripcare.domain.campaign import Campaign
+from dripcare.domain.contacts import CONSENT_SOURCES as SOURCES
 from dripcare.domain.inputs import BadInput
 from dripcare.store.models import Consent, Enrollment, InboundMessage, Message
 from dripcare.domain.timing import resolve_wall, zone

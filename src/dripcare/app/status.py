@@ -8,7 +8,8 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from dripcare.store import channels
-from dripcare.store.models import CampaignFile, Message, MessageEvent, Worker
+from dripcare.store import config_files
+from dripcare.store.models import Message, MessageEvent, Worker
 
 OVERDUE_AFTER = timedelta(minutes=5)
 
@@ -50,8 +51,7 @@ def carrier_filtered(session: Session) -> int:
 
 
 def campaign_errors(session: Session) -> dict[str, str]:
-    rows = session.execute(sa.select(CampaignFile).where(CampaignFile.error.is_not(None))).scalars()
-    return {r.campaign_id: r.error for r in rows}
+    return config_files.errors(session)
 
 
 def snapshot(session: Session, now: datetime) -> dict:

@@ -11,7 +11,8 @@ from typing import NoReturn
 
 from rich.console import Console
 
-from dripcare.config.campaigns import Campaign, load_campaigns
+from dripcare.config.campaigns import load_campaigns
+from dripcare.domain.campaign import Campaign
 from dripcare.config.clinic import Clinic, ConfigError, load_clinic
 from dripcare.config.settings import Settings, SettingsError
 
@@ -77,11 +78,14 @@ def database():
 
 def runtime():
     """Settings, database (schema checked), clinic files and the clock, or one error line."""
-    from dripcare.app.service import Runtime
+    from dripcare.app.runtime import open_runtime
+    from dripcare.config.clinic import ConfigError
 
     engine, clock = database()
-    clinic, campaigns = clinic_and_campaigns()
-    return Runtime(engine=engine, clinic=clinic, campaigns=campaigns, clock=clock)
+    try:
+        return open_runtime(settings(), engine=engine, clock=clock)
+    except (ConfigError, SettingsError) as error:
+        fail(str(error))
 
 
 def local(instant: datetime | None, tz_name: str) -> str:

@@ -9,7 +9,8 @@ import typer
 from rich.table import Table
 from sqlmodel import Session
 
-from dripcare.app import service
+from dripcare.app import messages as staff_messages
+from dripcare.app import patients
 from dripcare.config.logs import counts_text
 from dripcare.store.models import Message, Patient, TreatmentSession
 from dripcare.cli.common import console, iso, local, print_json, runtime, who
@@ -40,7 +41,7 @@ def timeline(patient: str = typer.Argument(..., help="Id, or mrn:<external id>."
     """Every message of one patient, planned and past, in the patient's local time."""
     rt = runtime()
     with Session(rt.engine) as session:
-        row = service.find_patient(session, patient)
+        row = patients.find_patient(session, patient)
         messages = session.execute(sa.select(Message).where(Message.patient_id == row.id)
                                    .order_by(Message.due_at, Message.id)).scalars().all()
         numbers = _session_numbers(session, row.id)
@@ -83,14 +84,14 @@ def outbox(status: Optional[str] = typer.Option(None, "--status", help="Only mes
 @message_app.command("cancel")
 def message_cancel(message_id: str = typer.Argument(..., metavar="MESSAGE"), by: Optional[str] = typer.Option(None, "--by")):
     """Cancel one pending message (planning leaves it cancelled)."""
-    row = service.cancel_message(runtime(), message_id, by=who(by))
+    row = staff_messages.cancel_message(runtime(), message_id, by=who(by))
     console.print(f"message {row.id} cancelled")
 
 
 @message_app.command("retry")
 def message_retry(message_id: str = typer.Argument(..., metavar="MESSAGE"), by: Optional[str] = typer.Option(None, "--by")):
     """Send a failed or cancelled message again, now, if it has not expired."""
-    row = service.retry_message(runtime(), message_id, by=who(by))
+    row = staff_messages.retry_message(runtime(), message_id, by=who(by))
     console.print(f"message {row.id} scheduled again")
 
 
@@ -100,6 +101,6 @@ def replan(enrollment: Optional[str] = typer.Argument(None, metavar="[ENROLLMENT
     """Plan again (after editing a campaign file, for instance)."""
     if (enrollment is None) == (not all_):
         raise typer.BadParameter("give one ENROLLMENT or --all, not both or neither")
-    changes = service.replan(runtime(), by=who(by), enrollment_id=None if all_ else enrollment)
+    changes = staff_messages.replan(runtime(), by=who(by), enrollment_id=None if all_ else enrollment)
     summary = counts_text(changes.counts) or "no changes"
     console.print(f"replanned: {summary}")

@@ -17,7 +17,7 @@ channel_app = typer.Typer(help="Pause or resume a channel for every worker.", no
 
 
 def _dispatcher(rt, worker_id: str):
-    from dripcare.worker import build_dispatcher
+    from dripcare.app.runtime import build_dispatcher
 
     try:
         return build_dispatcher(rt, settings(), worker_id)

@@ -9,7 +9,8 @@ import typer
 from rich.table import Table
 from sqlmodel import Session
 
-from dripcare.app import service
+from dripcare.app import enrollments
+from dripcare.app import patients
 from dripcare.store.consent import consent_in_force
 from dripcare.domain.inputs import positive_int
 from dripcare.store.models import Enrollment, Patient, TreatmentSession
@@ -63,7 +64,7 @@ def patient_add(
 ):
     """Add a patient (and the consent they gave)."""
     rt = runtime()
-    patient = service.add_patient(rt, first_name=first_name, last_name=last_name, preferred_name=preferred_name,
+    patient = patients.add_patient(rt, first_name=first_name, last_name=last_name, preferred_name=preferred_name,
                                   phone=phone, email=email, timezone=timezone, locale=locale, discreet=discreet,
                                   external_id=external_id, consent=consent, consent_source=consent_source, by=who(by))
     if as_json:
@@ -86,7 +87,7 @@ def patient_show(patient: str = typer.Argument(..., help="Id, or mrn:<external i
     """One patient, with consent, enrollments and sessions."""
     rt = runtime()
     with Session(rt.engine) as session:
-        row = service.find_patient(session, patient)
+        row = patients.find_patient(session, patient)
         document = patient_json(session, row)
         document["enrollments"] = _enrollments_json(session, row)
     if as_json:
@@ -127,7 +128,7 @@ def patient_update(
 ):
     """Change a patient's details; a new phone or email needs consent again."""
     rt = runtime()
-    row = service.update_patient(rt, patient, by=who(by), phone=phone, email=email, timezone=timezone,
+    row = patients.update_patient(rt, patient, by=who(by), phone=phone, email=email, timezone=timezone,
                                  first_name=first_name, last_name=last_name, preferred_name=preferred_name,
                                  locale=locale, discreet=discreet, external_id=external_id)
     if as_json:
@@ -145,11 +146,11 @@ def _consent_command(granted: bool):
         by: Optional[str] = By,
     ):
         rt = runtime()
-        from dripcare.store.consent import SOURCES
+        from dripcare.domain.contacts import CONSENT_SOURCES as SOURCES
         from dripcare.domain.inputs import choice
 
         choice(source, SOURCES, "--source")
-        row = service.set_consent(rt, patient, channel, granted, source=source.lower(), by=who(by), evidence=note)
+        row = patients.set_consent(rt, patient, channel, granted, source=source.lower(), by=who(by), evidence=note)
         console.print(f"patient {row.id}: {channel} consent {'granted' if granted else 'revoked'}")
 
     command.__doc__ = f"Record that the patient {'gave' if granted else 'withdrew'} consent on a channel."
@@ -171,7 +172,7 @@ def enroll(
 ):
     """Enroll a patient in a campaign, with their booked sessions."""
     rt = runtime()
-    row = service.enroll(rt, patient, campaign, sessions, by=who(by), modality=modality, location=location,
+    row = enrollments.enroll(rt, patient, campaign, sessions, by=who(by), modality=modality, location=location,
                          duration=positive_int(duration, "--duration"))
     if as_json:
         print_json({"id": row.id, "patient_id": row.patient_id, "campaign": row.campaign_id,
@@ -192,7 +193,7 @@ def session_add(
 ):
     """Book a session for an enrolled patient."""
     rt = runtime()
-    row = service.add_session(rt, patient, at, by=who(by), campaign_id=campaign, modality=modality,
+    row = enrollments.add_session(rt, patient, at, by=who(by), campaign_id=campaign, modality=modality,
                               duration=positive_int(duration, "--duration"), location=location)
     console.print(f"session {row.id} booked")
 
@@ -202,13 +203,13 @@ def session_reschedule(session_id: str = typer.Argument(..., metavar="SESSION"),
                        at: str = typer.Option(..., "--at", help="New start, local to the patient."),
                        by: Optional[str] = By):
     """Move a session; its messages follow the new date."""
-    row = service.change_session(runtime(), session_id, by=who(by), at=at)
+    row = enrollments.change_session(runtime(), session_id, by=who(by), at=at)
     console.print(f"session {row.id} moved")
 
 
 def _session_command(action: str):
     def command(session_id: str = typer.Argument(..., metavar="SESSION"), by: Optional[str] = By):
-        row = service.change_session(runtime(), session_id, by=who(by), action=action)
+        row = enrollments.change_session(runtime(), session_id, by=who(by), action=action)
         console.print(f"session {row.id} {row.status}")
 
     command.__doc__ = {"cancel": "Cancel a session; its pending messages are cancelled.",
@@ -217,13 +218,13 @@ def _session_command(action: str):
     return command
 
 
-for _action in service.SESSION_ACTIONS:
+for _action in enrollments.SESSION_ACTIONS:
     session_app.command(_action)(_session_command(_action))
 
 
 def _enrollment_command(action: str):
     def command(enrollment_id: str = typer.Argument(..., metavar="ENROLLMENT"), by: Optional[str] = By):
-        row = service.change_enrollment(runtime(), enrollment_id, action, by=who(by))
+        row = enrollments.change_enrollment(runtime(), enrollment_id, action, by=who(by))
         console.print(f"enrollment {row.id} {row.status}")
 
     command.__doc__ = {"pause": "Pause: pending messages are cancelled until resume.",
@@ -233,5 +234,5 @@ def _enrollment_command(action: str):
     return command
 
 
-for _action in service.ENROLLMENT_ACTIONS:
+for _action in enrollments.ENROLLMENT_ACTIONS:
     enrollment_app.command(_action)(_enrollment_command(_action))

@@ -4,46 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
-from datetime import time, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 from dripcare.config.clinic import Clinic, ConfigError, read_toml
-from dripcare.domain.timing import Offset, parse_hhmm, parse_offset
+from dripcare.domain.campaign import ANCHORS, CHANNELS, Campaign, Step
+from dripcare.domain.timing import parse_hhmm, parse_offset
 
-ANCHORS = ("enrollment", "first_session", "each_session", "last_session")
-CHANNELS = ("sms", "email")
 TEMPLATE_SUFFIX = {"sms": ".sms.j2", "email": ".email.md.j2"}
 _STEP_ID = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
-
-
-@dataclass(frozen=True)
-class Step:
-    id: str
-    anchor: str
-    offset: Offset
-    at: time | None
-    channels: tuple[str, ...]
-    priority: int
-    expires: str | timedelta | None  # "session_start", a duration after due, or the default
-    when: str  # not_cancelled | completed
-
-    @property
-    def session_anchored(self) -> bool:
-        return self.anchor != "enrollment"
-
-
-@dataclass(frozen=True)
-class Campaign:
-    id: str
-    name: str
-    channels: tuple[str, ...]
-    course_end: str  # last_booked | on_complete
-    steps: tuple[Step, ...]
-    digest: str
-
-    def step(self, step_id: str) -> Step | None:
-        return next((s for s in self.steps if s.id == step_id), None)
 
 
 def template_path(messages_dir: Path, campaign_id: str, step_id: str, channel: str) -> Path:

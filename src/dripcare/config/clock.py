@@ -18,6 +18,8 @@ class Clock(Protocol):
 
 
 class SystemClock:
+    speed = 1.0
+
     def now(self) -> datetime:
         return datetime.now(timezone.utc)
 
@@ -37,6 +39,8 @@ class VirtualClock:
     """Moves only when told to: the demo and tests step it through a course. Send
     threads advance it while waiting for a rate slot, hence the lock."""
 
+    speed = 1.0
+
     def __init__(self, start: datetime):
         self._now = start
         self._lock = threading.Lock()
@@ -51,6 +55,11 @@ class VirtualClock:
     def set(self, when: datetime) -> None:
         with self._lock:
             self._now = when
+
+    def advance_to(self, when: datetime) -> None:
+        """Never backwards: several send threads may wait for their slots at once."""
+        with self._lock:
+            self._now = max(self._now, when)
 
 
 _NOW_SPEC = re.compile(r"^\s*(?P<at>\S+)(?:\s+x(?P<speed>\d+(?:\.\d+)?))?\s*$")

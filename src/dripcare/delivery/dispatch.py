@@ -1,39 +1,60 @@
-"""One dispatch pass (SPEC 7): resolve what is in doubt, then claim -> check -> render ->
-send (bounded pool, per-channel rate) -> record, until nothing is due.
+"""One dispatch pass (SPEC 7): resolve what is in doubt, then, per channel, claim -> wait
+for the send slot -> check on fresh data -> render -> store the attempt -> send -> record.
 
-No transaction is open while a provider is called: a row is claimed and its text stored
-(commit), sent, and the answer recorded (commit). Every write is a conditional update.
+The check is made at the moment of sending: a group of rows is judged only once the
+pacer has given it its slots, within `LEAD` seconds of the first of them, on data read
+then (the row, the patient, consent, the enrollment, the sessions), against the instant
+each message will actually leave. A STOP, a withdrawal or a new number that lands while
+a row waits for its slot is seen. Claims stay small: one dispatch interval at this
+worker's share of the rate.
+
+No transaction is open while a provider is called. Each group is read in a handful of
+statements and its attempts stored in one transaction; the answers of many sends are
+recorded together. Every write is a conditional update on the state it expects.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
-from collections import Counter
+from collections import Counter, deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from itertools import repeat
+from typing import Protocol
 
-import sqlalchemy as sa
 from sqlmodel import Session
 
-from dripcare.store import channels, outbox
+from dripcare.delivery.rate import Pacer
+from dripcare.delivery.templates import PatientFacts, SessionFacts, TemplateError, build_context
+from dripcare.delivery.transports.base import Outgoing, Transport, TransportError
 from dripcare.domain import retry
-from dripcare.store.consent import consent_in_force, record_consent
-from dripcare.store.db import transaction
-from dripcare.store.models import Enrollment, Message, Patient, TreatmentSession
-from dripcare.domain.planner import COUNTED_SESSIONS, WENT_OUT
-from dripcare.delivery.rate import SendRate
-from dripcare.app.service import Runtime
-from dripcare.delivery.templates import PatientFacts, SessionFacts, TemplateError, Templates, build_context
-from dripcare.domain.timing import resolve_wall, zone
-from dripcare.delivery.transports.base import Outgoing, Transport, TransportError, mask_contact
+from dripcare.domain.contacts import contact_for, reachable
+from dripcare.domain.eligibility import stop_reason
+from dripcare.domain.planner import EnrollmentState, PatientState, SessionState, standing
+from dripcare.domain.privacy import mask_contact
+from dripcare.domain.statuses import COUNTED_SESSIONS, MessageStatus as S
+from dripcare.domain.timing import local_day, resolve_wall, zone
 from dripcare.domain.unsubscribe import unsubscribe_url
+from dripcare.store import channels, outbox, sending
+from dripcare.store.db import transaction
+from dripcare.store.models import Message
 
-log = logging.getLogger("dripcare.delivery.dispatch")
+log = logging.getLogger("dripcare.dispatch")
 UNCONFIRMED_GRACE = timedelta(minutes=10)
 TEMPLATE_RETRY = timedelta(minutes=10)
+LEAD = 0.2  # seconds before its first slot a group is checked: within a second of every send
+GROUP_MAX = 100  # rows judged and stored together when the rate leaves room for that many
+
+
+class ProviderOutcomes(Protocol):
+    """What a provider's answer changes beyond the row (the contact, consent, the channel):
+    one owner for answers when sending and in status callbacks (`app.outcomes`)."""
+
+    def after_refusal(self, session: Session, m: Message, kind: str, code: str, detail: str,
+                      now: datetime) -> None: ...
 
 
 @dataclass
@@ -41,17 +62,34 @@ class DispatchOptions:
     worker_id: str
     batch: int = 200
     concurrency: int = 8
+    interval: float = 15.0
     public_base_url: str | None = None
     secret_key: str | None = None
 
 
+@dataclass(frozen=True)
+class Judged:
+    """A row that may go now: what to store and send."""
+
+    attempt: outbox.Attempt
+    outgoing: Outgoing
+    slot: float
+
+
 class Dispatcher:
-    def __init__(self, rt: Runtime, templates: Templates, transports: dict[str, Transport],
-                 rates: dict[str, SendRate], options: DispatchOptions):
-        self.rt, self.templates, self.transports, self.rates = rt, templates, transports, rates
-        self.options = options
+    def __init__(self, rt, transports: dict[str, Transport], rates: dict[str, Pacer],
+                 options: DispatchOptions, outcomes: ProviderOutcomes,
+                 workers: Callable[[], int] = lambda: 1):
+        self.rt, self.transports, self.rates, self.options = rt, transports, rates, options
+        self.outcomes, self.workers = outcomes, workers
         self.stopping = threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=options.concurrency, thread_name_prefix="send")
+        self._slots = threading.BoundedSemaphore(options.concurrency)
+        self._answers = _Answers(self)
+
+    @property
+    def templates(self):
+        return self.rt.templates
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -59,233 +97,234 @@ class Dispatcher:
     # -- the pass -------------------------------------------------------------
 
     def run_pass(self) -> Counter:
-        """Resolve doubtful rows, then claim and send until nothing is due now."""
+        """Resolve doubtful rows, then send what is due, every channel side by side."""
         summary: Counter = Counter()
         self.resolve_in_doubt(summary)
-        while not self.stopping.is_set():
-            now = self.rt.clock.now()
-            ids = self._claim(now)
-            if not ids:
-                break
-            # Each message goes to the pool as soon as it is checked and rendered, so sends
-            # overlap with the preparation of the rest of the batch.
-            sends = [self._pool.submit(self._deliver, out) for out in map(self._prepare, ids, repeat(summary))
-                     if out is not None]
-            for send in sends:
-                summary[send.result()] += 1
+        share = max(1, self.workers())
+        lanes = [threading.Thread(target=self._lane, args=(channel, share, summary), name=f"lane-{channel}")
+                 for channel in self.rates]
+        for lane in lanes:
+            lane.start()
+        for lane in lanes:
+            lane.join()
+        self._answers.flush(summary, wait=True)
         return summary
 
-    def _claim(self, now: datetime) -> list[int]:
+    def claim_size(self, channel: str, share: int) -> int:
+        """One dispatch interval at this worker's share of the rate, so a claimed row waits
+        seconds for its slot, not minutes (and never near its 5-minute lease)."""
+        per_second = self.rates[channel].per_second / share
+        horizon = min(self.options.interval, outbox.LEASE.total_seconds() / 4)
+        return max(1, min(self.options.batch, math.ceil(per_second * horizon)))
+
+    def _group_size(self, pacer: Pacer) -> int:
+        return max(1, min(GROUP_MAX, self.options.batch, self.options.concurrency * 4,
+                          math.floor(LEAD * pacer.per_second)))
+
+    def _lane(self, channel: str, share: int, summary: Counter) -> None:
+        try:
+            self._run_lane(channel, share, summary)
+        except Exception:
+            log.exception("%s: dispatch failed; claimed rows are recovered when their lease runs out", channel)
+            summary["lane_error"] += 1
+
+    def _run_lane(self, channel: str, share: int, summary: Counter) -> None:
+        pacer, queue, exhausted = self.rates[channel], deque(), False
+        size = self._group_size(pacer)
+        while not self.stopping.is_set():
+            if len(queue) < size and not exhausted:
+                if self._paused(channel):
+                    break
+                claimed = outbox.claim_due(self.rt.engine, self.rt.clock.now(), self.claim_size(channel, share),
+                                           self.options.worker_id, [channel])
+                queue.extend(claimed)
+                exhausted = not claimed
+            if not queue:
+                break
+            if self._paused(channel):
+                summary["released"] += self._release(list(queue))
+                queue.clear()
+                break
+            self._send_group(channel, pacer, queue, size, summary)
+            self._answers.flush(summary)
+        if queue:  # stopping: claimed, never judged, never sent
+            summary["released"] += self._release(list(queue))
+
+    def _send_group(self, channel: str, pacer: Pacer, queue: deque, size: int, summary: Counter) -> None:
+        taken = self._take_send_slots(min(size, len(queue)))
+        ids = [queue.popleft() for _ in range(taken)]
+        slots = pacer.reserve(taken)
+        if not pacer.wait_until(slots[0] - LEAD, self.stopping):
+            summary["released"] += self._release(ids)
+            self._slots.release(taken)
+            return
+        ready = self._judge_group(channel, ids, slots, pacer, summary)
+        if taken > len(ready):
+            self._slots.release(taken - len(ready))
+        for judged in ready:
+            self._pool.submit(self._send, judged, pacer, summary)
+
+    def _take_send_slots(self, wanted: int) -> int:
+        """Room for `wanted` sends in flight: waits for one, takes what else is free."""
+        self._slots.acquire()
+        taken = 1
+        while taken < wanted and self._slots.acquire(blocking=False):
+            taken += 1
+        return taken
+
+    def _paused(self, channel: str) -> bool:
         with Session(self.rt.engine) as session:
-            paused = channels.paused_channels(session, now)
-        ids = []
-        for channel, rate in self.rates.items():
-            if channel in paused:
-                continue
-            # Never more than can go out in half a lease at this worker's rate.
-            limit = max(1, min(self.options.batch, int(rate.burst / rate.window * outbox.LEASE.total_seconds() / 2)))
-            ids += outbox.claim_due(self.rt.engine, now, limit, self.options.worker_id, [channel])
-        return ids
+            return channel in channels.paused_channels(session, self.rt.clock.now())
 
-    # -- check and render (before any provider call) ---------------------------
-
-    def _prepare(self, message_id: int, summary: Counter) -> Outgoing | None:
-        now = self.rt.clock.now()
+    def _release(self, ids: list[int]) -> int:
+        if not ids:
+            return 0
         with transaction(self.rt.engine) as session:
-            m = session.get(Message, message_id)
-            patient = session.get(Patient, m.patient_id)
-            enrollment = session.get(Enrollment, m.enrollment_id)
-            closed = self._check(session, m, patient, enrollment, now)
-            if closed:
-                summary[closed] += 1
-                return None
-            try:
-                rendered = self._render(session, m, patient, enrollment, now)
-            except TemplateError as error:
-                log.warning("message %s: template error: %s", m.id, error)
-                summary[self._template_retry(session, m, now, str(error))] += 1
-                return None
-            to = patient.phone if m.channel == "sms" else patient.email
-            outbox.transition(session, m.id, ("sending",), "sending", now, "attempt", to_contact=to,
-                              attempts=m.attempts + 1, attempted_at=now, error=None, **rendered)
-        return Outgoing(message_id=m.id, channel=m.channel, to=to, body=rendered["body"],
-                        expires_at=m.expires_at, now=now, subject=rendered.get("subject"),
-                        html=rendered.get("html"), unsubscribe_url=self._unsubscribe(m))
+            return outbox.release(session, ids, self.rt.clock.now(), self.options.worker_id)
 
-    def _close(self, session, m, status, reason, now) -> str:
-        outbox.transition(session, m.id, ("sending",), status, now, status, reason=reason, lease_until=None)
-        return status
+    # -- the check at the moment of sending -------------------------------------------------
 
-    def _check(self, session: Session, m: Message, patient: Patient, enrollment: Enrollment,
-               now: datetime) -> str | None:
-        """Close or defer a row that must not go out now; None when it may."""
-        if now >= m.expires_at:
-            return self._close(session, m, "expired", "expired", now)
-        reason = self._stop_reason(session, m, patient, enrollment)
+    def _judge_group(self, channel: str, ids: list[int], slots: list[float], pacer: Pacer,
+                     summary: Counter) -> list[Judged]:
+        now, pacer_now = self.rt.clock.now(), pacer.now()
+        speed = getattr(self.rt.clock, "speed", 1.0)
+        # The instant each message will leave, on the clock the rules are judged by.
+        leaving = [now + timedelta(seconds=max(0.0, slot - pacer_now) * speed) for slot in slots]
+        ready: list[Judged] = []
+        with transaction(self.rt.engine) as session:
+            group = _Group(session, ids, self.options.worker_id, leaving[-1])
+            for message_id, slot, at in zip(ids, slots, leaving):
+                facts = group.facts.get(message_id)
+                if facts is None:
+                    continue  # taken back meanwhile (a lease sweep): not this worker's to send
+                verdict = self._judge(session, facts, at, group)
+                if isinstance(verdict, Judged):
+                    ready.append(Judged(verdict.attempt, verdict.outgoing, slot))
+                else:
+                    summary[verdict] += 1
+            stored = outbox.start_attempts(session, [j.attempt for j in ready], now)
+        return [j for j in ready if j.attempt.message_id in stored]
+
+    def _judge(self, session: Session, f: sending.SendFacts, at: datetime, group: "_Group") -> "Judged | str":
+        m, patient = f.message, f.patient
+        if at >= m.expires_at:
+            outbox.close(session, m.id, S.EXPIRED, "expired", at)
+            return "expired"
+        reason = self._stop_reason(f)
         if reason:
-            return self._close(session, m, "cancelled", reason, now)
+            outbox.close(session, m.id, S.CANCELLED, reason, at)
+            return "cancelled"
         tz = zone(patient.timezone)
         quiet = self.rt.clinic.quiet_hours
-        if quiet.contains(now, tz):
-            end = quiet.period(now, tz)[1]
+        if quiet.contains(at, tz):
+            end = quiet.period(at, tz)[1]
             if end < m.expires_at:
-                return self._defer(session, m, now, end, "quiet_hours")
-            return self._close(session, m, "expired", "quiet_hours", now)
-        if self._sent_today(session, m, tz, now) >= self.rt.clinic.max_per_day[m.channel]:
-            tomorrow = quiet.end_after(resolve_wall(
-                datetime.combine(now.astimezone(tz).date() + timedelta(days=1), datetime.min.time()), tz), tz)
-            if tomorrow < m.expires_at:
-                return self._defer(session, m, now, tomorrow, "daily_cap")
-            return self._close(session, m, "skipped", "daily_cap", now)
-        return None
+                outbox.defer(session, m.id, end, "quiet_hours", at)
+                return "deferred"
+            outbox.close(session, m.id, S.EXPIRED, "quiet_hours", at)
+            return "expired"
+        if group.sent_on(m, tz, at) >= self.rt.clinic.max_per_day[m.channel]:
+            return self._over_cap(session, m, tz, at)
+        try:
+            judged = self._render(f, at, group)
+        except TemplateError as error:
+            log.warning("message %s: template error: %s", m.id, error)
+            return self._template_retry(session, m, at, str(error))
+        group.going(m, at, judged.attempt.footer)
+        return judged
 
-    def _stop_reason(self, session, m: Message, patient: Patient, enrollment: Enrollment) -> str | None:
-        if not consent_in_force(session, patient)[m.channel]:
-            return "opted_out"
-        contact = patient.phone if m.channel == "sms" else patient.email
-        if not contact or (patient.phone_invalid if m.channel == "sms" else patient.email_invalid):
-            return "contact_invalid"
-        if enrollment.status in ("withdrawn", "paused"):
-            return enrollment.status
-        campaign = self.rt.campaigns.get(enrollment.campaign_id)
-        if campaign is None or campaign.step(m.step_id) is None:
-            return "step_removed"
-        if m.session_id is not None:
-            sess = session.get(TreatmentSession, m.session_id)
-            if sess.status in ("cancelled", "no_show"):
-                return "session_cancelled" if sess.status == "cancelled" else "no_show"
-            if sess.starts_at != m.anchor_at and campaign.step(m.step_id).anchor == "each_session":
-                return "rescheduled"
-        return None
+    def _stop_reason(self, f: sending.SendFacts) -> str | None:
+        """SPEC 6's judgement on fresh data, the same function planning uses."""
+        m, patient, e = f.message, f.patient, f.enrollment
+        campaign = self.rt.campaigns.get(e.campaign_id)
+        state = EnrollmentState(id=e.id, campaign=campaign, status=e.status, enrolled_at=e.enrolled_at,
+                                completed=e.completed_at is not None,
+                                sessions=tuple(SessionState(s.id, s.starts_at, s.status) for s in f.sessions))
+        facts = PatientState(timezone=patient.timezone, reachable={m.channel: reachable(patient, m.channel)},
+                             consented={m.channel: f.consented})
+        if campaign is None and e.status not in ("withdrawn", "paused"):
+            return None  # the campaign file is missing: its last good version is gone from this process
+        return stop_reason(standing(m.step_id, m.session_id, m.anchor_at, m.channel, state, facts))
 
-    def _sent_today(self, session, m: Message, tz, now: datetime) -> int:
-        """What went out on this channel on the patient's local day (daily cap, again at send time)."""
-        day = now.astimezone(tz).date()
-        start, end = (resolve_wall(datetime.combine(d, datetime.min.time()), tz) for d in (day, day + timedelta(days=1)))
-        when = sa.func.coalesce(Message.sent_at, Message.attempted_at)
-        return session.execute(sa.select(sa.func.count()).select_from(Message).where(
-            Message.patient_id == m.patient_id, Message.channel == m.channel, Message.id != m.id,
-            Message.status.in_(WENT_OUT), when >= start, when < end)).scalar()
+    def _over_cap(self, session: Session, m: Message, tz, at: datetime) -> str:
+        """Over the daily cap at send time: the next allowed time before expiry, else skipped."""
+        midnight = resolve_wall(datetime.combine(local_day(at, tz) + timedelta(days=1), datetime.min.time()), tz)
+        tomorrow = self.rt.clinic.quiet_hours.end_after(midnight, tz)
+        if tomorrow < m.expires_at:
+            outbox.defer(session, m.id, tomorrow, "daily_cap", at)
+            return "deferred"
+        outbox.close(session, m.id, S.SKIPPED, "daily_cap", at)
+        return "skipped"
 
-    def _defer(self, session, m: Message, now: datetime, until: datetime, reason: str) -> str:
-        outbox.transition(session, m.id, ("sending",), "scheduled", now, "deferred", reason=reason,
-                          detail=until.isoformat(), next_attempt_at=until, lease_until=None)
-        return "deferred"
-
-    def _template_retry(self, session, m: Message, now: datetime, error: str) -> str:
+    def _template_retry(self, session: Session, m: Message, at: datetime, error: str) -> str:
         """Staff can fix a template: try again in a while, until the message expires."""
-        when = now + TEMPLATE_RETRY
+        when = at + TEMPLATE_RETRY
         if when >= m.expires_at:
-            return self._close(session, m, "expired", "template_error", now)
-        outbox.transition(session, m.id, ("sending",), "scheduled", now, "retry", reason="template_error",
-                          detail=error[:300], error=error[:300], next_attempt_at=when, lease_until=None)
+            outbox.close(session, m.id, S.EXPIRED, "template_error", at, detail=error[:300])
+            return "expired"
+        outbox.retry_later(session, m.id, when, at, code=error, reason="template_error")
         return "template_error"
 
-    def _retry_later(self, session, m: Message, now: datetime, code: str) -> str:
-        """A retryable answer: back off (2, 10, 30, 60 min), never past expiry, at most 5 attempts."""
-        verdict, when = retry.next_attempt(m.attempts, now, m.expires_at)
-        if verdict == "retry":
-            outbox.transition(session, m.id, ("sending",), "scheduled", now, "retry", detail=code,
-                              error=code, next_attempt_at=when, lease_until=None)
-            return "retried"
-        status, why = ("failed", "max_attempts") if verdict == "failed" else ("expired", "expired")
-        outbox.transition(session, m.id, ("sending",), status, now, status, reason=why, detail=code,
-                          error=code, lease_until=None)
-        return status
+    # -- rendering -----------------------------------------------------------------------
 
-    def _render(self, session, m: Message, patient: Patient, enrollment: Enrollment, now: datetime) -> dict:
-        campaign = self.rt.campaigns[enrollment.campaign_id]
-        sessions = session.execute(sa.select(TreatmentSession).where(
-            TreatmentSession.enrollment_id == enrollment.id, TreatmentSession.status.in_(COUNTED_SESSIONS))
-            .order_by(TreatmentSession.starts_at)).scalars().all()
-        facts = [SessionFacts(starts_at=s.starts_at, number=n, count=len(sessions), is_first=n == 1,
-                              is_last=n == len(sessions), modality=s.modality, location=s.location,
-                              duration_minutes=s.duration_minutes) for n, s in enumerate(sessions, 1)]
-        current = next((f for f, s in zip(facts, sessions) if s.id == m.session_id), None)
+    def _render(self, f: sending.SendFacts, at: datetime, group: "_Group") -> Judged:
+        m, patient = f.message, f.patient
+        campaign = self.rt.campaigns.get(f.enrollment.campaign_id)
+        if campaign is None:
+            raise TemplateError(f"campaign {f.enrollment.campaign_id!r}: its file is missing from config/campaigns")
+        counted = [s for s in f.sessions if s.status in COUNTED_SESSIONS]
+        facts = [SessionFacts(starts_at=s.starts_at, number=n, count=len(counted), is_first=n == 1,
+                              is_last=n == len(counted), modality=s.modality, location=s.location,
+                              duration_minutes=s.duration_minutes) for n, s in enumerate(counted, 1)]
+        current = next((fact for fact, s in zip(facts, counted) if s.id == m.session_id), None)
         context = build_context(
             patient=PatientFacts(first_name=patient.first_name, preferred_name=patient.preferred_name,
                                  locale=patient.locale, discreet=patient.discreet, timezone=patient.timezone),
-            clinic=self.rt.clinic, campaign=campaign, session=current, sessions=facts, now=now)
+            clinic=self.rt.clinic, campaign=campaign, session=current, sessions=facts, now=at)
+        to = contact_for(patient, m.channel)
         if m.channel == "sms":
-            footer = self.rt.clinic.sms_footer if self._footer_owed(session, m, enrollment) else None
-            sms = self.templates.render_sms(campaign.id, m.step_id, patient.locale, context, footer=footer)
-            return {"body": sms.text, "footer": footer is not None, "subject": None, "html": None}
-        email = self.templates.render_email(campaign.id, m.step_id, patient.locale, context,
-                                            unsubscribe_url=self._unsubscribe(m))
-        return {"body": email.text, "subject": email.subject, "html": email.html, "footer": False}
-
-    def _footer_owed(self, session, m: Message, enrollment: Enrollment) -> bool:
-        """The footer goes on the first SMS that goes out in the enrollment, and again after START."""
-        given = session.execute(sa.select(sa.func.count()).select_from(Message).where(
-            Message.enrollment_id == enrollment.id, Message.channel == "sms", Message.footer.is_(True),
-            Message.id != m.id, Message.status.in_(WENT_OUT), Message.attempted_at >= enrollment.footer_since)).scalar()
-        return given == 0
+            footer = None if group.footer_given(f.enrollment) else self.rt.clinic.sms_text("footer", patient.locale)
+            sms = self.templates.render_sms(campaign.id, m.step_id, patient.locale, context, footer=footer or None)
+            if patient.discreet:
+                named = self.rt.terms.found(sms.text)
+                if named:
+                    raise TemplateError(f"message {m.id}: a discreet SMS would name {named[0]!r}; not sent")
+            attempt = outbox.Attempt(m.id, to, sms.text, None, None, bool(footer))
+            return Judged(attempt, Outgoing(message_id=m.id, channel="sms", to=to, body=sms.text,
+                                            expires_at=m.expires_at, now=at), 0.0)
+        link = self._unsubscribe(m)
+        email = self.templates.render_email(campaign.id, m.step_id, patient.locale, context, unsubscribe_url=link)
+        attempt = outbox.Attempt(m.id, to, email.text, email.subject, email.html, False)
+        return Judged(attempt, Outgoing(message_id=m.id, channel="email", to=to, body=email.text,
+                                        expires_at=m.expires_at, now=at, subject=email.subject,
+                                        html=email.html, unsubscribe_url=link), 0.0)
 
     def _unsubscribe(self, m: Message) -> str | None:
         if m.channel != "email" or not (self.options.public_base_url and self.options.secret_key):
             return None
         return unsubscribe_url(self.options.public_base_url, m.patient_id, self.options.secret_key)
 
-    # -- send and record --------------------------------------------------------
+    # -- send -----------------------------------------------------------------------------
 
-    def _deliver(self, out: Outgoing) -> str:
-        if self.stopping.is_set() or self._paused(out.channel):
-            return self._put_back(out)
-        self.rates[out.channel].acquire()
+    def _send(self, judged: Judged, pacer: Pacer, summary: Counter) -> None:
+        out = judged.outgoing
         try:
-            provider_id = self.transports[out.channel].send(out)
-        except TransportError as error:
-            return self._record_error(out, error)
-        except Exception as error:  # a bug or an unexpected library error: the request may have left
-            log.exception("message %s: unexpected error while sending", out.message_id)
-            return self._record_error(out, TransportError("ambiguous", type(error).__name__))
-        now = self.rt.clock.now()
-        with transaction(self.rt.engine) as session:
-            outbox.transition(session, out.message_id, ("sending",), "sent", now, "sent", detail=provider_id,
-                              provider_id=provider_id, sent_at=now, lease_until=None)
-        log.info("message %s sent by %s to %s", out.message_id, out.channel, mask_contact(out.to))
-        return "sent"
-
-    def _paused(self, channel: str) -> bool:
-        with Session(self.rt.engine) as session:
-            return channel in channels.paused_channels(session, self.rt.clock.now())
-
-    def _put_back(self, out: Outgoing) -> str:
-        with transaction(self.rt.engine) as session:
-            outbox.transition(session, out.message_id, ("sending",), "scheduled", self.rt.clock.now(), "released",
-                              detail=self.options.worker_id, lease_until=None, claimed_by=None,
-                              attempted_at=None, attempts=outbox.message.c.attempts - 1)
-        return "released"
-
-    def _record_error(self, out: Outgoing, error: TransportError) -> str:
-        now = self.rt.clock.now()
-        log.warning("message %s to %s: %s answer %s", out.message_id, mask_contact(out.to), error.kind, error.code)
-        with transaction(self.rt.engine) as session:
-            m = session.get(Message, out.message_id)
-            if error.kind == "retryable":
-                return self._retry_later(session, m, now, error.code)
-            if error.kind == "ambiguous":
-                outbox.transition(session, m.id, ("sending",), "unconfirmed", now, "unconfirmed",
-                                  detail=error.code, error=error.code, lease_until=None)
-                return "unconfirmed"
-            if error.kind == "account":
-                channels.pause(session, m.channel, f"{error.code}: {error.detail}"[:200], now, now + channels.AUTO_RESUME)
-                outbox.transition(session, m.id, ("sending",), "scheduled", now, "released", detail=error.code,
-                                  lease_until=None, attempts=m.attempts - 1, attempted_at=None)
-                return "paused"
-            self._close_failed(session, m, now, error.code, error.code)
-            patient = session.get(Patient, m.patient_id)
-            if error.kind == "permanent":
-                flag_contact_invalid(session, patient, m.channel)
-            elif error.kind == "opted_out":
-                record_consent(session, patient, m.channel, False, now, "carrier", "carrier", error.code)
-            self.rt.replan(session, patient, "dispatch")
-            return "failed"
-
-    def _close_failed(self, session, m: Message, now: datetime, reason: str, code: str) -> str:
-        outbox.transition(session, m.id, ("sending",), "failed", now, "failed", reason=reason, detail=code,
-                          error=code, lease_until=None)
-        return "failed"
+            on_time = pacer.wait_until(judged.slot, self.stopping)
+            if not on_time or pacer.now() > judged.slot + pacer.tolerance:
+                # Stopping, or the slot was missed: a late send could crowd the next second.
+                self._answers.put_back(out.message_id)
+                return
+            try:
+                provider_id = self.transports[out.channel].send(out)
+            except TransportError as error:
+                self._answers.refused(out, error)
+            except Exception as error:  # a bug or an unexpected library error: the request may have left
+                log.exception("message %s: unexpected error while sending", out.message_id)
+                self._answers.refused(out, TransportError("ambiguous", type(error).__name__))
+            else:
+                self._answers.accepted(out, provider_id, self.rt.clock.now())
+        finally:
+            self._slots.release()
 
     # -- rows in doubt ----------------------------------------------------------
 
@@ -309,26 +348,110 @@ class Dispatcher:
                 return "in_doubt"
         with transaction(self.rt.engine) as session:
             if found:
-                outbox.transition(session, m.id, (m.status,), "sent", now, "sent", detail=f"found {found}",
-                                  provider_id=found, sent_at=now, lease_until=None)
+                outbox.confirm(session, m.id, found, now, detail=f"found {found}")
                 return "confirmed"
             waited = m.attempted_at is None or m.channel == "email" or now - m.attempted_at >= UNCONFIRMED_GRACE
             if not waited:
                 return "in_doubt"
             if now >= m.expires_at:
-                outbox.transition(session, m.id, (m.status,), "expired", now, "expired", reason="expired",
-                                  lease_until=None)
+                outbox.close(session, m.id, S.EXPIRED, "expired", now, from_=(m.status,))
                 return "expired"
-            outbox.transition(session, m.id, (m.status,), "scheduled", now, "recovered", lease_until=None,
-                              claimed_by=None, next_attempt_at=None)
+            outbox.recover(session, m.id, m.status, now)
             return "recovered"
 
 
-def flag_contact_invalid(session: Session, patient: Patient, channel: str) -> None:
-    """The provider says this contact can never receive: flagged until staff change it."""
-    if channel == "sms":
-        patient.phone_invalid = True
-    else:
-        patient.email_invalid = True
-    session.add(patient)
-    session.flush()
+class _Group:
+    """One group's fresh facts, and what the group itself has decided so far (two SMS of
+    one patient in one group count against the same daily cap; one footer per enrollment)."""
+
+    def __init__(self, session: Session, ids: list[int], worker_id: str, latest: datetime):
+        self.facts = sending.load_group(session, ids, worker_id)
+        patients = {f.patient.id for f in self.facts.values()}
+        mine = set(ids)
+        # Two local days back covers "today" in every zone, whatever the offset.
+        self.went_out = sending.went_out_since(session, patients, latest - timedelta(days=2), mine)
+        self.footers = sending.footers_given(session, list({f.enrollment.id: f.enrollment
+                                                           for f in self.facts.values()}.values()), mine)
+
+    def sent_on(self, m: Message, tz, at: datetime) -> int:
+        day = local_day(at, tz)
+        return sum(1 for when in self.went_out.get((m.patient_id, m.channel), ()) if local_day(when, tz) == day)
+
+    def footer_given(self, enrollment) -> bool:
+        return enrollment.id in self.footers
+
+    def going(self, m: Message, at: datetime, footer: bool) -> None:
+        self.went_out.setdefault((m.patient_id, m.channel), []).append(at)
+        if footer:
+            self.footers.add(m.enrollment_id)
+
+
+class _Answers:
+    """Providers' answers, recorded together: acceptances in one transaction per flush,
+    refusals each with its consequences (SPEC 7 "Answers when sending")."""
+
+    def __init__(self, dispatcher: Dispatcher):
+        self.d = dispatcher
+        self._lock = threading.Lock()
+        self._sent: list[tuple[int, str, datetime, str]] = []
+        self._refused: list[tuple[Outgoing, TransportError]] = []
+        self._back: list[int] = []
+
+    def accepted(self, out: Outgoing, provider_id: str, at: datetime) -> None:
+        log.info("message %s sent by %s to %s", out.message_id, out.channel, mask_contact(out.to))
+        with self._lock:
+            self._sent.append((out.message_id, provider_id, at, out.channel))
+
+    def refused(self, out: Outgoing, error: TransportError) -> None:
+        log.warning("message %s to %s: %s answer %s", out.message_id, mask_contact(out.to), error.kind, error.code)
+        with self._lock:
+            self._refused.append((out, error))
+
+    def put_back(self, message_id: int) -> None:
+        with self._lock:
+            self._back.append(message_id)
+
+    def flush(self, summary: Counter, wait: bool = False) -> None:
+        if wait:  # the pass ends when every send of it has answered: all send slots free
+            for _ in range(self.d.options.concurrency):
+                self.d._slots.acquire()
+            self.d._slots.release(self.d.options.concurrency)
+        with self._lock:
+            sent, refused, back = self._sent, self._refused, self._back
+            self._sent, self._refused, self._back = [], [], []
+        if not (sent or refused or back):
+            return
+        with transaction(self.d.rt.engine) as session:
+            summary["sent"] += outbox.mark_sent(session, [(i, p, at) for i, p, at, _ in sent])
+            now = self.d.rt.clock.now()
+            summary["released"] += outbox.release(session, back, now, self.d.options.worker_id, undo_attempt=True)
+        for out, error in refused:
+            with transaction(self.d.rt.engine) as session:
+                summary[self._refusal(session, out, error)] += 1
+
+    def _refusal(self, session: Session, out: Outgoing, error: TransportError) -> str:
+        now = self.d.rt.clock.now()
+        m = session.get(Message, out.message_id)
+        if m is None or m.status != S.SENDING:
+            return "changed"
+        if error.kind == "retryable":
+            verdict, when = retry.next_attempt(m.attempts, now, m.expires_at)
+            if verdict == "retry":
+                outbox.retry_later(session, m.id, when, now, code=error.code)
+                return "retried"
+            if verdict == "failed":
+                outbox.fail(session, m.id, error.code, now, reason="max_attempts")
+                return "failed"
+            outbox.close(session, m.id, S.EXPIRED, "expired", now, detail=error.code, error=error.code)
+            return "expired"
+        if error.kind == "ambiguous":
+            outbox.mark_unconfirmed(session, m.id, error.code, now)
+            return "unconfirmed"
+        if error.kind == "account":
+            outbox.release(session, [m.id], now, self.d.options.worker_id, undo_attempt=True)
+            self.d.outcomes.after_refusal(session, m, error.kind, error.code, error.detail, now)
+            return "paused"
+        outbox.fail(session, m.id, error.code, now)
+        self.d.outcomes.after_refusal(session, m, error.kind, error.code, error.detail, now)
+        return "failed"
+

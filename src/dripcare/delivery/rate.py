@@ -1,9 +1,18 @@
-"""Send pacing for one worker process and channel (SPEC 7 "Rate").
+"""Send pacing (SPEC 7 "Rate"): no one-second window at the provider holds more sends
+than the rate, counting every worker of the deployment together.
 
-No one-second window may hold more sends than the rate: a rate of 5 allows five sends in
-any second, a rate of 0.5 one send in any two seconds. Each caller reserves the next free
-instant under the lock and sleeps outside it, so threads are served in order and none
-wakes only to find its turn taken.
+Sends are spaced evenly (a cell-rate pacer), never released in bursts: a burst that fits
+the rate when it leaves arrives bunched, and the provider counts arrivals. The spacing
+keeps a margin, so a send that starts up to `TOLERANCE` late after its slot, plus a few
+milliseconds of jitter on the way, still leaves every window within the rate. A send
+that misses its slot by more is not sent late: its caller takes a new slot.
+
+- `SendRate` paces one process (SQLite serves one worker; email; the demo's virtual clock).
+- `SharedRate` paces every worker on PostgreSQL through one row per channel, taken with
+  a single conditional UPDATE on the database server's clock, so the workers' own clocks
+  never need to agree.
+
+Slots are instants on the pacer's own timeline (`now()`); callers wait with `wait_until`.
 """
 
 from __future__ import annotations
@@ -11,31 +20,105 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
+from datetime import timedelta
+from typing import Protocol
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+MARGIN = 1.07  # spacing stretched by 7%: room for TOLERANCE and jitter in every window
+TOLERANCE = 0.03  # seconds a send may start after its slot
+
+
+def spacing(per_second: float) -> float:
+    """Seconds between two sends. Above 1/s the window holds a whole number of sends, so
+    2.5/s paces as 2/s: a third send would put three into some second."""
+    if not per_second > 0:
+        raise ValueError(f"send rate must be above zero, not {per_second!r}")
+    allowed = math.floor(per_second) if per_second >= 1 else per_second
+    return MARGIN / allowed
+
+
+class Pacer(Protocol):
+    per_second: float
+    tolerance: float
+
+    def now(self) -> float: ...
+
+    def reserve(self, count: int) -> list[float]: ...
+
+    def wait_until(self, instant: float, stopping: threading.Event | None = None) -> bool: ...
 
 
 class SendRate:
-    def __init__(self, rate_per_second: float, now: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep):
-        if not rate_per_second > 0:
-            raise ValueError(f"send rate must be above zero, not {rate_per_second!r}")
-        # At least 1 send per window; a fractional rate stretches the window instead
-        # (2.5/s allows 2 in any second: a third would break the one-second rule).
-        self.burst = max(1, math.floor(rate_per_second))
-        self.window = 1.0 if rate_per_second >= 1 else 1.0 / rate_per_second
-        self._now, self._sleep = now, sleep
-        self._slots: deque[float] = deque(maxlen=self.burst)  # the latest reserved send instants
+    """One process's pacer. `now` and `wait` may be injected: the demo and tests run it on
+    a virtual clock, where waiting moves the clock instead of sleeping."""
+
+    def __init__(self, per_second: float, now: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] | None = None, wait: Callable[[float], None] | None = None,
+                 tolerance: float = TOLERANCE):
+        self.per_second = per_second
+        self.spacing = spacing(per_second)
+        self.tolerance = tolerance
+        self._now, self._sleep, self._wait = now, sleep, wait
+        self._next = -math.inf
         self._lock = threading.Lock()
 
-    def acquire(self) -> float:
-        """Block until a send fits; returns the instant (on the injected clock) it was given."""
+    def now(self) -> float:
+        return self._now()
+
+    def reserve(self, count: int) -> list[float]:
+        """The next `count` free slots, in order; reserved at once, waited for by the caller."""
         with self._lock:
-            now = self._now()
-            slot = now
-            if len(self._slots) == self.burst:
-                slot = max(now, self._slots[0] + self.window)
-            self._slots.append(slot)
-        if slot > now:
-            self._sleep(slot - now)
+            start = max(self._now(), self._next)
+            self._next = start + count * self.spacing
+        return [start + i * self.spacing for i in range(count)]
+
+    def wait_until(self, instant: float, stopping: threading.Event | None = None) -> bool:
+        """Block until `instant`; False when `stopping` was set first."""
+        delay = instant - self._now()
+        if delay <= 0:
+            return not (stopping and stopping.is_set())
+        if self._wait is not None:
+            self._wait(instant)
+        elif self._sleep is not None:
+            self._sleep(delay)
+        elif stopping is not None:
+            return not stopping.wait(delay)
+        else:
+            time.sleep(delay)
+        return not (stopping and stopping.is_set())
+
+    def acquire(self) -> float:
+        """One slot, waited for: the instant it was given."""
+        slot = self.reserve(1)[0]
+        self.wait_until(slot)
         return slot
+
+
+class SharedRate(SendRate):
+    """Every worker's pacer for one channel, through the `send_rate` row on PostgreSQL."""
+
+    _TAKE = sa.text(
+        "UPDATE send_rate SET next_at = GREATEST(next_at, clock_timestamp() AT TIME ZONE 'UTC') "
+        "+ make_interval(secs => :span) WHERE channel = :channel "
+        "RETURNING next_at, clock_timestamp() AT TIME ZONE 'UTC'")
+    _CREATE = sa.text("INSERT INTO send_rate (channel, next_at) VALUES (:channel, clock_timestamp() "
+                      "AT TIME ZONE 'UTC') ON CONFLICT (channel) DO NOTHING")
+
+    def __init__(self, engine: Engine, channel: str, per_second: float, tolerance: float = TOLERANCE):
+        super().__init__(per_second, tolerance=tolerance)
+        self.engine, self.channel = engine, channel
+
+    def reserve(self, count: int) -> list[float]:
+        span = count * self.spacing
+        with self.engine.begin() as connection:
+            row = connection.execute(self._TAKE, {"span": span, "channel": self.channel}).first()
+            if row is None:  # the first send of this channel anywhere
+                connection.execute(self._CREATE, {"channel": self.channel})
+                row = connection.execute(self._TAKE, {"span": span, "channel": self.channel}).first()
+        local = time.monotonic()
+        end, server_now = row
+        first = local + (end - server_now) / timedelta(seconds=1) - span
+        return [first + i * self.spacing for i in range(count)]

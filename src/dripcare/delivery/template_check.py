@@ -9,7 +9,7 @@ from pathlib import Path
 
 import jinja2
 
-from dripcare.config.campaigns import Campaign, Step
+from dripcare.domain.campaign import Campaign, Step
 from dripcare.config.clinic import Clinic
 from dripcare.delivery.templates import (PatientFacts, SessionFacts, TemplateError, Templates, build_context, sms_segments,
                         template_name)

@@ -21,7 +21,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markdown_it import MarkdownIt
 from markupsafe import Markup
 
-from dripcare.config.campaigns import Campaign
+from dripcare.domain.campaign import Campaign
 from dripcare.config.clinic import Clinic
 from dripcare.domain.timing import zone
 
@@ -246,6 +246,10 @@ class Templates:
         # html off: a tag in the Markdown (a patient's name, say) is shown, never run.
         self.markdown = MarkdownIt("commonmark", {"html": False})
         self._strings: dict[str, jinja2.Template] = {}
+
+    def use(self, clinic: Clinic) -> None:
+        """A new clinic.toml, taken while running: the next rendering reads it."""
+        self.clinic = clinic
 
     # Filters: `now` and the language come from the rendering, never the system.
     def _local(self, context, value) -> tuple[datetime, datetime, _Phrasing]:

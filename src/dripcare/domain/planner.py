@@ -11,15 +11,12 @@ from collections import defaultdict
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from dripcare.config.campaigns import Campaign, Step
+from dripcare.domain.campaign import Campaign, Step
+from dripcare.domain.eligibility import Standing, stop_reason
+from dripcare.domain.statuses import ACTIVE_ENROLLMENT, COUNTED_SESSIONS, PENDING, PLANNING, WENT_OUT
+from dripcare.domain.statuses import MessageStatus as S
 from dripcare.domain.timing import QuietHours, apply_offset, local_day, send_time_from, send_window, zone
 
-COUNTED_SESSIONS = ("scheduled", "completed")
-PLANNING_STATES = ("scheduled", "cancelled", "skipped")
-PENDING = ("scheduled", "skipped")
-# Rows that went (or may have gone) out: they fill the daily cap and make once-only steps done.
-WENT_OUT = ("sending", "unconfirmed", "sent", "delivered", "undelivered")
-ACTIVE_ENROLLMENT = ("active", "completed")
 DEFAULT_EXPIRY = timedelta(hours=24)
 
 
@@ -69,8 +66,8 @@ class RowState:
     @property
     def belongs_to_planning(self) -> bool:
         # Rule 10; a row staff cancelled by hand stays cancelled.
-        return (not self.ever_claimed and self.status in PLANNING_STATES
-                and not (self.status == "cancelled" and self.reason == "staff"))
+        return (not self.ever_claimed and self.status in PLANNING
+                and not (self.status == S.CANCELLED and self.reason == "staff"))
 
 
 @dataclass(frozen=True)
@@ -148,7 +145,7 @@ def _plan_one(step: Step, enrollment: EnrollmentState, session: SessionState | N
         key=plan_key(enrollment.id, step.id, session_id, channel, anchor_at),
         enrollment_id=enrollment.id, step_id=step.id, channel=channel, session_id=session_id,
         anchor_at=anchor_at, due_at=send_at or due, expires_at=expires, priority=step.priority,
-        status="scheduled" if send_at else "skipped", reason=None if send_at else "no_send_window")
+        status=S.SCHEDULED if send_at else S.SKIPPED, reason=None if send_at else "no_send_window")
 
 
 def _plan_enrollment(enrollment: EnrollmentState, rows: dict[str, RowState], done: set[tuple],
@@ -180,15 +177,15 @@ def apply_daily_cap(planned: list[Planned], rows: list[RowState], tz_name: str,
     for row in rows:
         if row.status in WENT_OUT:
             used[(row.channel, local_day(row.sent_at or row.due_at, tz))] += 1
-    result = [p for p in planned if p.status != "scheduled"]
-    for p in sorted((p for p in planned if p.status == "scheduled"),
+    result = [p for p in planned if p.status != S.SCHEDULED]
+    for p in sorted((p for p in planned if p.status == S.SCHEDULED),
                     key=lambda p: (-p.priority, p.due_at, p.key)):
         day = (p.channel, local_day(p.due_at, tz))
         if used[day] < max_per_day.get(p.channel, 1):
             used[day] += 1
             result.append(p)
         else:
-            result.append(replace(p, status="skipped", reason="daily_cap"))
+            result.append(replace(p, status=S.SKIPPED, reason="daily_cap"))
     return result
 
 
@@ -202,21 +199,21 @@ def plan_patient(patient: PatientState, enrollments: list[EnrollmentState], rows
     return {p.key: p for p in capped}
 
 
+def standing(step_id: str, session_id: int | None, anchor_at: datetime, channel: str,
+             enrollment: EnrollmentState | None, patient: PatientState) -> Standing:
+    """What decides whether one row may still go out, from the state planning reads."""
+    step = enrollment.campaign.step(step_id) if enrollment and enrollment.campaign else None
+    session = next((s for s in enrollment.sessions if s.id == session_id), None) if enrollment else None
+    anchors = step_anchors(step, enrollment) if step is not None else []
+    return Standing(
+        enrollment_status=enrollment.status if enrollment else None, step_exists=step is not None,
+        reachable=bool(patient.reachable.get(channel)), consented=bool(patient.consented.get(channel)),
+        session_status=session.status if session else None,
+        anchor_current=any((s.id if s else None, at) == (session_id, anchor_at) for s, at in anchors))
+
+
 def cancel_reason(row: RowState, enrollment: EnrollmentState | None, patient: PatientState) -> str:
-    """Why a pending row that planning no longer wants is cancelled (SPEC 6 reasons)."""
-    if enrollment is None or enrollment.status == "withdrawn":
-        return "withdrawn"
-    if enrollment.status == "paused":
-        return "paused"
-    if enrollment.campaign is None or enrollment.campaign.step(row.step_id) is None:
-        return "step_removed"
-    if not patient.reachable.get(row.channel):  # no contact, or one flagged invalid
-        return "contact_invalid"
-    if not patient.consented.get(row.channel):
-        return "opted_out"
-    session = next((s for s in enrollment.sessions if s.id == row.session_id), None)
-    if session is not None and session.status == "cancelled":
-        return "session_cancelled"
-    if session is not None and session.status == "no_show":
-        return "no_show"
-    return "rescheduled"
+    """Why a pending row that planning no longer wants is cancelled (SPEC 6 reasons): the
+    send-time check's judgement; a row that is merely not wanted any more was moved."""
+    return stop_reason(standing(row.step_id, row.session_id, row.anchor_at, row.channel, enrollment, patient)) \
+        or "rescheduled"

@@ -1,4 +1,5 @@
-"""Consent: append-only rows; the latest for the patient's current contact is in force."""
+"""Consent rows (SPEC 5): append-only; the latest row for the patient's current contact
+is the consent in force. Reads and the append; `app.consent` decides when to append."""
 
 from __future__ import annotations
 
@@ -7,39 +8,46 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlmodel import Session
 
+from dripcare.domain.contacts import CHANNELS, contact_for
 from dripcare.store.models import Consent, Patient
-
-CHANNELS = ("sms", "email")
-SOURCES = ("staff", "import", "sms_keyword", "email_unsubscribe", "carrier")
-
-
-def contact_for(patient: Patient, channel: str) -> str | None:
-    return patient.phone if channel == "sms" else patient.email
 
 
 def consent_in_force(session: Session, patient: Patient) -> dict[str, bool]:
     """Per channel: granted for the contact the patient has now. A changed phone or
     email has no consent until it is given again (SPEC 5)."""
-    result = {}
-    for channel in CHANNELS:
-        contact = contact_for(patient, channel)
-        latest = session.execute(
-            sa.select(Consent.granted)
-            .where(Consent.patient_id == patient.id, Consent.channel == channel, Consent.contact == contact)
-            # Append-only: the row written last wins, whatever clock stamped it.
-            .order_by(Consent.id.desc()).limit(1)).scalar()
-        result[channel] = bool(contact) and bool(latest)
+    return in_force_for(session, [patient])[patient.id]
+
+
+def in_force_for(session: Session, patients: list[Patient]) -> dict[int, dict[str, bool]]:
+    """consent_in_force for many patients in one statement (the send-time check reads a
+    whole group of messages at once)."""
+    wanted = {(p.id, c): contact_for(p, c) for p in patients for c in CHANNELS}
+    result = {p.id: dict.fromkeys(CHANNELS, False) for p in patients}
+    ids = list(result)
+    if not ids:
+        return result
+    # Append-only: the row written last wins, whatever clock stamped it.
+    latest = (sa.select(Consent.patient_id, Consent.channel, Consent.contact, sa.func.max(Consent.id).label("id"))
+              .where(Consent.patient_id.in_(ids)).group_by(Consent.patient_id, Consent.channel, Consent.contact)
+              .subquery())
+    rows = session.execute(sa.select(latest.c.patient_id, latest.c.channel, latest.c.contact, Consent.granted)
+                           .join(Consent, Consent.id == latest.c.id)).all()
+    for patient_id, channel, contact, granted in rows:
+        if channel in CHANNELS and contact and wanted.get((patient_id, channel)) == contact:
+            result[patient_id][channel] = bool(granted)
     return result
 
 
-def record_consent(session: Session, patient: Patient, channel: str, granted: bool, at: datetime,
-                   source: str, by: str, evidence: str | None = None) -> Consent:
-    contact = contact_for(patient, channel)
-    if not contact:
-        raise ValueError(f"patient {patient.id} has no {'phone' if channel == 'sms' else 'email'} to "
-                         f"{'grant' if granted else 'revoke'} consent for; add one with `dripcare patient update`")
-    row = Consent(patient_id=patient.id, channel=channel, contact=contact, granted=granted, at=at,
-                  source=source, evidence=evidence, by=by)
+def append(session: Session, patient: Patient, channel: str, granted: bool, at: datetime,
+           source: str, by: str, evidence: str | None) -> Consent:
+    row = Consent(patient_id=patient.id, channel=channel, contact=contact_for(patient, channel),
+                  granted=granted, at=at, source=source, evidence=evidence, by=by)
     session.add(row)
     session.flush()
     return row
+
+
+def history(session: Session, patient_id: int) -> list[Consent]:
+    """Every consent change of one patient, in the order written (records requests)."""
+    return session.execute(sa.select(Consent).where(Consent.patient_id == patient_id)
+                           .order_by(Consent.id)).scalars().all()

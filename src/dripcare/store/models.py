@@ -86,6 +86,8 @@ class TreatmentSession(SQLModel, table=True):
     modality: str | None = None
     location: str | None = None
     status: str = "scheduled"
+    # The EHR's appointment id: a daily import finds a moved appointment by it (SPEC 9).
+    external_id: str | None = Field(default=None, sa_column=sa.Column(sa.String, unique=True))
 
 
 class Message(SQLModel, table=True):
@@ -157,15 +159,22 @@ class InboundMessage(SQLModel, table=True):
     taken_as: str
     urgent: bool = False
     provider_sid: str | None = None
+    # Staff have dealt with it (`dripcare inbox handle`).
+    handled_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    handled_by: str | None = None
+    handled_note: str | None = None
 
 
 class Worker(SQLModel, table=True):
     id: str = Field(primary_key=True)
     hostname: str
     pid: int
+    # Real time, whatever DRIPCARE_NOW says: liveness is never judged on a simulated clock.
     started_at: datetime = Field(sa_column=utc_column(nullable=False))
     heartbeat_at: datetime = Field(sa_column=utc_column(nullable=False))
     stopped_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    # The simulated time at the last heartbeat, under DRIPCARE_NOW (shown beside it).
+    simulated_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
 
 
 class ChannelState(SQLModel, table=True):
@@ -178,12 +187,23 @@ class ChannelState(SQLModel, table=True):
     until: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
 
 
-class CampaignFile(SQLModel, table=True):
-    """The campaign version the workers last planned with, and the error of a newer bad file."""
+class ConfigFile(SQLModel, table=True):
+    """A clinic file (clinic.toml, a campaign) as the running processes last took it:
+    its digest, and the error of a newer version they refused (SPEC 3.2, 3.3)."""
 
-    __tablename__ = "campaign_file"
+    __tablename__ = "config_file"
 
-    campaign_id: str = Field(primary_key=True)
-    digest: str
+    name: str = Field(primary_key=True)  # "clinic.toml", "campaigns/ketamine-iv.toml"
+    digest: str | None = None
     loaded_at: datetime = Field(sa_column=utc_column(nullable=False))
     error: str | None = None
+
+
+class SendRate(SQLModel, table=True):
+    """The next free send slot per channel, shared by every worker (SPEC 7 "Rate"): a
+    worker takes slots with one conditional update, on the database server's clock."""
+
+    __tablename__ = "send_rate"
+
+    channel: str = Field(primary_key=True)
+    next_at: datetime = Field(sa_column=utc_column(nullable=False))

@@ -1,20 +1,26 @@
-"""The outbox's SQL, in one place (SPEC 7). Every state change is a conditional UPDATE
-on the state it expects, so a late or repeated update is a no-op, never a corruption,
-and every change that happens writes one message_event."""
+"""The outbox: every read and write of the message table, in one place (SPEC 6, 7).
+
+Each change of state is a named operation that knows the states it may start from. It
+is one conditional UPDATE on those states, so a late or repeated update is a no-op,
+never a corruption, and every change that happens writes one message_event. Nothing
+else in dripcare writes a message's status.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from dripcare.store.models import Message, MessageEvent
+from dripcare.domain.statuses import CALLBACK_FROM, IN_DOUBT, PENDING, MessageStatus as S
+from dripcare.store.models import Enrollment, Message, MessageEvent, Patient
 
 LEASE = timedelta(minutes=5)
-FINAL = ("delivered", "undelivered", "failed", "expired", "cancelled")
+UNCONFIRMED_AFTER = timedelta(minutes=2)  # an ambiguous send is looked up after this long
 message = Message.__table__
 event = MessageEvent.__table__
 
@@ -25,9 +31,9 @@ def record_event(session: Session, message_id: int, at: datetime, kind: str, sta
                                             reason=reason, detail=detail, by=by))
 
 
-def transition(session: Session, message_id: int, expected: Iterable[str], status: str, at: datetime,
-               kind: str, *, reason: str | None = None, detail: str | None = None,
-               by: str | None = None, **values) -> bool:
+def _move(session: Session, message_id: int, expected: Iterable[str], status: str, at: datetime,
+          kind: str, *, reason: str | None = None, detail: str | None = None,
+          by: str | None = None, **values) -> bool:
     """Move one row from one of `expected` to `status`; False when another writer got there first."""
     result = session.execute(
         sa.update(message)
@@ -39,25 +45,65 @@ def transition(session: Session, message_id: int, expected: Iterable[str], statu
     return True
 
 
+# --- planning (reconcile is the only caller) ------------------------------------------------
+
 def insert_planned(session: Session, at: datetime, by: str | None, rows: list[dict]) -> list[int]:
-    """New rows from planning, each with its `planned` (or `skipped`) event, in two bulk
-    statements: an enrollment plans dozens of rows at once."""
+    """New rows from planning, each with its `planned` (or `skipped`) event, in bulk: an
+    enrollment plans dozens of rows at once, an import thousands."""
     if not rows:
         return []
-    ids = session.execute(sa.insert(message).returning(message.c.id, sort_by_parameter_order=True),
-                          [dict(updated_at=at, **row) for row in rows]).scalars().all()
+    if session.bind.dialect.name == "sqlite":
+        # SQLite runs INSERT ... RETURNING with sort_by_parameter_order as one statement per
+        # row; one executemany and a read of the ids by plan key is a fraction of the cost.
+        session.execute(sa.insert(message), [dict(updated_at=at, **row) for row in rows])
+        keys = [row["plan_key"] for row in rows]
+        found = dict(session.execute(sa.select(message.c.plan_key, message.c.id)
+                                     .where(message.c.plan_key.in_(keys))).all())
+        ids = [found[k] for k in keys]
+    else:
+        ids = session.execute(sa.insert(message).returning(message.c.id, sort_by_parameter_order=True),
+                              [dict(updated_at=at, **row) for row in rows]).scalars().all()
     session.execute(sa.insert(event), [
-        dict(message_id=i, at=at, kind="planned" if row["status"] == "scheduled" else "skipped",
+        dict(message_id=i, at=at, kind="planned" if row["status"] == S.SCHEDULED else "skipped",
              status=row["status"], reason=row.get("reason"), detail=None, by=by) for i, row in zip(ids, rows)])
     return ids
 
 
-def claim_due(engine: Engine, now: datetime, limit: int, worker_id: str,
-              channels: Iterable[str]) -> list[int]:
+def cancel_planned(session: Session, message_id: int, at: datetime, reason: str, by: str | None) -> bool:
+    """Planning no longer wants a pending row."""
+    return _move(session, message_id, PENDING, S.CANCELLED, at, "cancelled", reason=reason, by=by,
+                 next_attempt_at=None)
+
+
+def replan_row(session: Session, message_id: int, current: str, status: str, reason: str | None,
+               due_at: datetime, expires_at: datetime, priority: int, at: datetime, by: str | None) -> str | None:
+    """Move, skip or reopen a row planning still owns; the event kind, or None if it changed meanwhile."""
+    kind = "skipped" if status == S.SKIPPED else "moved" if current == S.SCHEDULED else "reopened"
+    moved = _move(session, message_id, (current,), status, at, kind, reason=reason, by=by,
+                  next_attempt_at=None, due_at=due_at, expires_at=expires_at, priority=priority)
+    return kind if moved else None
+
+
+# --- staff, by hand --------------------------------------------------------------------------
+
+def cancel_by_staff(session: Session, message_id: int, at: datetime, by: str) -> bool:
+    return _move(session, message_id, PENDING, S.CANCELLED, at, "cancelled", reason="staff", by=by,
+                 next_attempt_at=None)
+
+
+def retry_by_staff(session: Session, message_id: int, due_at: datetime, at: datetime, by: str) -> bool:
+    """A failed (or staff-cancelled) row scheduled again, its attempts counted afresh."""
+    return _move(session, message_id, (S.FAILED, S.CANCELLED), S.SCHEDULED, at, "retry", by=by,
+                 due_at=due_at, next_attempt_at=None, attempts=0, error=None)
+
+
+# --- claiming ---------------------------------------------------------------------------------
+
+def claim_due(engine: Engine, now: datetime, limit: int, worker_id: str, channels: Iterable[str]) -> list[int]:
     """Claim up to `limit` due rows in one atomic statement: `sending` with a 5-minute
     lease. On PostgreSQL, SKIP LOCKED lets any number of workers share the outbox."""
     due = (sa.select(message.c.id)
-           .where(message.c.status == "scheduled", message.c.due_at <= now,
+           .where(message.c.status == S.SCHEDULED, message.c.due_at <= now,
                   message.c.channel.in_(tuple(channels)),
                   sa.or_(message.c.next_attempt_at.is_(None), message.c.next_attempt_at <= now))
            .order_by(message.c.due_at, message.c.id).limit(limit))
@@ -69,37 +115,232 @@ def claim_due(engine: Engine, now: datetime, limit: int, worker_id: str,
         # status test outside would make SQLite walk every pending row of the status index.
         ids = session.execute(
             sa.update(message).where(message.c.id.in_(due.scalar_subquery()))
-            .values(status="sending", lease_until=now + LEASE, claimed_by=worker_id,
+            .values(status=S.SENDING, lease_until=now + LEASE, claimed_by=worker_id,
                     ever_claimed=True, updated_at=now)
             .returning(message.c.id)).scalars().all()
         if ids:
-            session.execute(sa.insert(event), [dict(message_id=i, at=now, kind="claimed", status="sending",
+            session.execute(sa.insert(event), [dict(message_id=i, at=now, kind="claimed", status=S.SENDING,
                                                     detail=worker_id) for i in ids])
     return sorted(ids)
 
+
+# --- sending: the dispatcher's moves, each from `sending` ---------------------------------------
+
+@dataclass(frozen=True)
+class Attempt:
+    """What is stored on the row before the provider is called (SPEC 4)."""
+
+    message_id: int
+    to: str
+    body: str
+    subject: str | None
+    html: str | None
+    footer: bool
+
+
+def start_attempts(session: Session, attempts: list[Attempt], at: datetime) -> set[int]:
+    """The exact text of each attempt stored before the provider is called, in one
+    statement for a group; the ids whose row was still this worker's to send."""
+    if not attempts:
+        return set()
+    ids = [a.message_id for a in attempts]
+    still = set(session.execute(sa.select(message.c.id).where(
+        message.c.id.in_(ids), message.c.status == S.SENDING)).scalars())
+    rows = [dict(b_id=a.message_id, b_to=a.to, b_body=a.body, b_subject=a.subject, b_html=a.html,
+                 b_footer=a.footer) for a in attempts if a.message_id in still]
+    if rows:
+        session.execute(sa.update(message).where(message.c.id == sa.bindparam("b_id"))
+                        .values(attempts=message.c.attempts + 1, error=None, to_contact=sa.bindparam("b_to"),
+                                body=sa.bindparam("b_body"), subject=sa.bindparam("b_subject"),
+                                html=sa.bindparam("b_html"), footer=sa.bindparam("b_footer"),
+                                attempted_at=at, updated_at=at), rows)
+        session.execute(sa.insert(event), [dict(message_id=r["b_id"], at=at, kind="attempt", status=S.SENDING)
+                                           for r in rows])
+    return {r["b_id"] for r in rows}
+
+
+def mark_sent(session: Session, sends: list[tuple[int, str, datetime]]) -> int:
+    """Accepted by the provider: (message id, provider id, when), written together."""
+    if not sends:
+        return 0
+    ids = [i for i, _, _ in sends]
+    still = set(session.execute(sa.select(message.c.id).where(
+        message.c.id.in_(ids), message.c.status == S.SENDING)).scalars())
+    rows = [dict(b_id=i, b_provider=p, b_at=at) for i, p, at in sends if i in still]
+    if rows:
+        session.execute(sa.update(message).where(message.c.id == sa.bindparam("b_id"))
+                        .values(status=S.SENT, reason=None, lease_until=None, provider_id=sa.bindparam("b_provider"),
+                                sent_at=sa.bindparam("b_at"), updated_at=sa.bindparam("b_at")), rows)
+        session.execute(sa.insert(event), [dict(message_id=r["b_id"], at=r["b_at"], kind="sent", status=S.SENT,
+                                                detail=r["b_provider"]) for r in rows])
+    return len(rows)
+
+
+def close(session: Session, message_id: int, status: str, reason: str | None, at: datetime, *,
+          detail: str | None = None, from_: Iterable[str] = (S.SENDING,), **values) -> bool:
+    """Closed without a send: expired, cancelled, skipped (or failed by the provider's answer)."""
+    return _move(session, message_id, from_, status, at, str(status), reason=reason, detail=detail,
+                 lease_until=None, **values)
+
+
+def fail(session: Session, message_id: int, code: str, at: datetime, reason: str | None = None) -> bool:
+    """The provider refused for good (the reason is its code), or attempts ran out."""
+    return close(session, message_id, S.FAILED, reason or code, at, detail=code, error=code)
+
+
+def defer(session: Session, message_id: int, until: datetime, reason: str, at: datetime) -> bool:
+    """Not now (quiet hours, the daily cap): back to the queue until `until`."""
+    return _move(session, message_id, (S.SENDING,), S.SCHEDULED, at, "deferred", reason=reason,
+                 detail=until.isoformat(), next_attempt_at=until, lease_until=None)
+
+
+def retry_later(session: Session, message_id: int, when: datetime, at: datetime, *, code: str,
+                reason: str | None = None) -> bool:
+    """A retryable answer or a template error: another attempt at `when`."""
+    return _move(session, message_id, (S.SENDING,), S.SCHEDULED, at, "retry", reason=reason,
+                 detail=code[:300], error=code[:300], next_attempt_at=when, lease_until=None)
+
+
+def mark_unconfirmed(session: Session, message_id: int, code: str, at: datetime) -> bool:
+    """The request left and no answer came: looked up before any resend (SPEC 7)."""
+    return _move(session, message_id, (S.SENDING,), S.UNCONFIRMED, at, "unconfirmed", detail=code,
+                 error=code, lease_until=None)
+
+
+def release(session: Session, message_ids: Iterable[int], at: datetime, worker_id: str, *,
+            undo_attempt: bool = False) -> int:
+    """Claimed rows put back untouched: nothing was sent for them (shutdown, a paused
+    channel, a send slot missed). `undo_attempt` forgets a stored attempt that never left."""
+    undo = dict(attempted_at=None, attempts=message.c.attempts - 1) if undo_attempt else {}
+    return sum(_move(session, i, (S.SENDING,), S.SCHEDULED, at, "released", detail=worker_id,
+                     lease_until=None, claimed_by=None, **undo) for i in message_ids)
+
+
+def release_unattempted(session: Session, worker_id: str, at: datetime) -> int:
+    """At shutdown: rows this worker claimed but never handed to a provider go back."""
+    ids = session.execute(sa.select(message.c.id).where(
+        message.c.status == S.SENDING, message.c.claimed_by == worker_id, message.c.attempted_at.is_(None))
+    ).scalars().all()
+    return release(session, ids, at, worker_id)
+
+
+# --- rows in doubt ------------------------------------------------------------------------------
 
 def needing_resolution(session: Session, now: datetime) -> list[Message]:
     """`unconfirmed` rows whose attempt is over 2 minutes old, and `sending` rows whose
     lease ran out (their worker died): both are resolved before anything new is claimed."""
     return list(session.exec(
         sa.select(Message).where(sa.or_(
-            sa.and_(Message.status == "unconfirmed", Message.attempted_at <= now - timedelta(minutes=2)),
-            sa.and_(Message.status == "sending", Message.lease_until <= now))).order_by(Message.id)
+            sa.and_(Message.status == S.UNCONFIRMED, Message.attempted_at <= now - UNCONFIRMED_AFTER),
+            sa.and_(Message.status == S.SENDING, Message.lease_until <= now))).order_by(Message.id)
     ).scalars())
 
 
-def release(session: Session, message_ids: Iterable[int], now: datetime, worker_id: str) -> int:
-    """Put claimed-but-unsent rows back (shutdown): nothing was sent for them."""
-    count = 0
-    for message_id in message_ids:
-        count += transition(session, message_id, ("sending",), "scheduled", now, "released",
-                            detail=worker_id, lease_until=None, claimed_by=None)
-    return count
+def confirm(session: Session, message_id: int, provider_id: str, at: datetime, *, detail: str,
+            by: str | None = None) -> bool:
+    """A send in doubt that the provider says it took: `sent`, so it is never sent twice."""
+    return _move(session, message_id, IN_DOUBT, S.SENT, at, "sent", detail=detail, by=by,
+                 provider_id=provider_id, sent_at=at, lease_until=None)
 
 
-def release_unattempted(session: Session, worker_id: str, now: datetime) -> int:
-    """At shutdown: rows this worker claimed but never handed to a provider go back."""
-    ids = session.execute(sa.select(message.c.id).where(
-        message.c.status == "sending", message.c.claimed_by == worker_id, message.c.attempted_at.is_(None))
-    ).scalars().all()
-    return release(session, ids, now, worker_id)
+def recover(session: Session, message_id: int, current: str, at: datetime) -> bool:
+    """Not found at the provider after the grace: another attempt."""
+    return _move(session, message_id, (current,), S.SCHEDULED, at, "recovered", lease_until=None,
+                 claimed_by=None, next_attempt_at=None)
+
+
+# --- answers after sending (status callbacks) --------------------------------------------------
+
+def settle(session: Session, m: Message, status: str, code: str | None, sid: str | None, at: datetime) -> bool:
+    """delivered / undelivered / failed from a status callback; never backwards from a final state."""
+    failed = status != S.DELIVERED
+    answer = f"twilio:{code}" if code else None
+    values = {"provider_id": m.provider_id or sid, "sent_at": m.sent_at or at, "lease_until": None}
+    if failed:
+        values["error"] = answer
+    return _move(session, m.id, CALLBACK_FROM, status, at, str(status), reason=answer if failed else None,
+                 detail=answer, by="twilio", **values)
+
+
+# --- what the faces and the clock need to know ---------------------------------------------------
+
+def of_patient(session: Session, patient_id: int) -> list[Message]:
+    """One patient's messages, planned and past, in the order they go out."""
+    return session.execute(sa.select(Message).where(Message.patient_id == patient_id)
+                           .order_by(Message.due_at, Message.id)).scalars().all()
+
+
+def find(session: Session, message_id: int) -> Message | None:
+    return session.get(Message, message_id)
+
+
+def by_provider_id(session: Session, provider_id: str) -> Message | None:
+    return session.execute(sa.select(Message).where(Message.provider_id == provider_id)).scalars().first()
+
+
+@dataclass(frozen=True)
+class OutboxFilter:
+    statuses: tuple[str, ...] = ()
+    patient_id: int | None = None
+    campaign: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def _filtered(query, f: OutboxFilter):
+    if f.statuses:
+        query = query.where(Message.status.in_(f.statuses))
+    if f.patient_id is not None:
+        query = query.where(Message.patient_id == f.patient_id)
+    if f.campaign is not None:
+        query = query.where(Message.enrollment_id.in_(
+            sa.select(Enrollment.id).where(Enrollment.campaign_id == f.campaign)))
+    if f.since is not None:
+        query = query.where(Message.due_at >= f.since)
+    if f.until is not None:
+        query = query.where(Message.due_at < f.until)
+    return query
+
+
+def listing(session: Session, f: OutboxFilter, limit: int | None = None) -> Iterator[tuple[Message, str]]:
+    """Messages of every patient (with the patient's zone), oldest due first, streamed in
+    chunks so a 100k-row outbox is never held in memory at once."""
+    query = _filtered(sa.select(Message, Patient.timezone).join(Patient, Message.patient_id == Patient.id), f)
+    query = query.order_by(Message.due_at, Message.id)
+    if limit is not None:
+        query = query.limit(limit)
+    result = session.execute(query.execution_options(yield_per=1000))
+    for m, tz in result:
+        yield m, tz
+
+
+def count(session: Session, f: OutboxFilter) -> int:
+    return session.execute(_filtered(sa.select(sa.func.count()).select_from(Message), f)).scalar()
+
+
+def next_moment(session: Session, now: datetime, grace: timedelta) -> datetime | None:
+    """The next instant the dispatcher has something to do: a due row, a lease running
+    out, or an unconfirmed row's grace ending (a virtual clock jumps straight there)."""
+    due = session.execute(sa.select(sa.func.min(sa.func.coalesce(Message.next_attempt_at, Message.due_at)))
+                          .where(Message.status == S.SCHEDULED)).scalar()
+    lease = session.execute(sa.select(sa.func.min(Message.lease_until)).where(Message.status == S.SENDING)).scalar()
+    attempt = session.execute(sa.select(sa.func.min(Message.attempted_at))
+                              .where(Message.status == S.UNCONFIRMED)).scalar()
+    moments = [m for m in (due, lease, attempt and max(attempt + grace, now + timedelta(minutes=1)))
+               if m is not None]
+    return min(moments) if moments else None
+
+
+def step_outcomes(session: Session) -> list[tuple[str, str, str | None, int]]:
+    """(step, status, reason, count) over every message: a course's outcome at a glance."""
+    return session.execute(sa.select(Message.step_id, Message.status, Message.reason, sa.func.count())
+                           .group_by(Message.step_id, Message.status, Message.reason)
+                           .order_by(Message.step_id)).all()
+
+
+def recipients(session: Session) -> dict[int, tuple[str, str, str]]:
+    """message id -> (the name a patient is called by, their zone, the step)."""
+    rows = session.execute(sa.select(Message.id, sa.func.coalesce(Patient.preferred_name, Patient.first_name),
+                                     Patient.timezone, Message.step_id)
+                           .join(Patient, Message.patient_id == Patient.id)).all()
+    return {m: (name, tz, step) for m, name, tz, step in rows}

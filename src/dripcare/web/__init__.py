@@ -20,29 +20,25 @@ from sqlmodel import Session
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
-from dripcare.store import channels, outbox
-from dripcare.config import logs
-from dripcare.domain import replies
-from dripcare.config.campaigns import load_campaigns
-from dripcare.config.clinic import load_clinic
-from dripcare.store.consent import consent_in_force, record_consent
-from dripcare.store.db import DatabaseBehind, ensure_schema, make_engine, transaction
-from dripcare.delivery.dispatch import flag_contact_invalid
-from dripcare.store.models import InboundMessage, Message, Patient
-from dripcare.app.service import Runtime, set_consent
-from dripcare.config.settings import Settings, SettingsError
+from dripcare.app.outcomes import Outcomes
+from dripcare.app.patients import set_consent
+from dripcare.app.runtime import Runtime, open_runtime
 from dripcare.app.status import youngest_heartbeat_age
-from dripcare.delivery.templates import TemplateError, Templates
-from dripcare.delivery.transports.base import Outgoing, TransportError, mask_contact
-from dripcare.delivery.transports.twilio_sms import TWILIO_CODES, classify_callback_code
+from dripcare.config import logs
+from dripcare.config.settings import Settings, SettingsError
+from dripcare.delivery.templates import TemplateError
+from dripcare.delivery.transports.base import Outgoing, TransportError
+from dripcare.domain import replies
+from dripcare.domain.privacy import mask_contact
+from dripcare.domain.statuses import CALLBACK_TO, MessageStatus as S
 from dripcare.domain.unsubscribe import read_token
+from dripcare.store import channels, outbox
+from dripcare.store.consent import consent_in_force
+from dripcare.store.db import DatabaseBehind, ensure_schema, make_engine, transaction
+from dripcare.store.models import InboundMessage, Message, Patient
 
 log = logging.getLogger("dripcare.web")
 
-CALLBACK_FINAL = ("delivered", "undelivered", "failed")
-# A callback can beat our own record of the send (the dispatcher commits `sent` after
-# Twilio answers), so `sending` and `unconfirmed` rows may move too. Final rows never do.
-CALLBACK_FROM = ("sent", "unconfirmed", "sending")
 # Callbacks that prove Twilio took the message: enough to settle an ambiguous send.
 ACCEPTED_STATUSES = ("accepted", "queued", "sending", "sent")
 KEYWORD_REPLIES = {"opt_out": "opt_out_reply", "opt_in": "opt_in_reply", "help": "help_reply"}
@@ -69,9 +65,7 @@ def build_runtime(settings: Settings) -> Runtime:
         raise
     except Exception as error:
         log.error("database not reachable at start: %s", type(error).__name__)
-    clinic = load_clinic(settings.config_dir)
-    campaigns = load_campaigns(settings.config_dir, clinic, settings.messages_dir)
-    return Runtime(engine=engine, clinic=clinic, campaigns=campaigns, clock=settings.clock())
+    return open_runtime(settings, engine=engine, clock=settings.clock())
 
 
 # --- Telling the clinic a reply is waiting ---------------------------------------------
@@ -132,7 +126,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         log.warning("DRIPCARE_NOW=%s: running on a simulated clock", settings.now_spec)
     rt = runtime or build_runtime(settings)
     token = settings.twilio_auth_token("the web process needs it to check Twilio signatures")
-    web = WebHooks(rt, Templates(settings.messages_dir, rt.clinic), RequestValidator(token), public_base_url(settings),
+    web = WebHooks(rt, rt.templates, RequestValidator(token), public_base_url(settings),
                    settings.unsubscribe_keys(), clinic_notice(settings, rt), settings.dispatch_interval)
     app = Flask(__name__)
     app.add_url_rule("/twilio/status", "twilio_status", web.status_callback, methods=["POST"])
@@ -180,7 +174,7 @@ class WebHooks:
             m = self._callback_row(session, request.args.get("m", ""), sid)
             if m is None:
                 log.info("status callback %s for an unknown message (%s)", status or "-", sid or "no SID")
-            elif status in CALLBACK_FINAL:
+            elif status in CALLBACK_TO:
                 self._settle(session, m, status, sid, code)
             elif status in ACCEPTED_STATUSES and m.status == "unconfirmed":
                 self._confirm(session, m, sid)
@@ -201,48 +195,18 @@ class WebHooks:
 
     def _settle(self, session: Session, m: Message, status: str, sid: str | None, code: str | None) -> None:
         now = self.rt.clock.now()
-        failed = status != "delivered"
-        answer = f"twilio:{code}" if code else None
-        values = {"provider_id": m.provider_id or sid, "sent_at": m.sent_at or now, "lease_until": None}
-        if failed:
-            values["error"] = answer
-        moved = outbox.transition(session, m.id, CALLBACK_FROM, status, now, status,
-                                  reason=answer if failed else None, detail=answer, by="twilio", **values)
-        if not moved:
+        if not outbox.settle(session, m, status, code, sid, now):
             return  # a repeat, or the row is already final: never backwards
-        log.info("message %s %s%s", m.id, status, f" ({answer})" if answer else "")
-        if failed and code:
-            self._apply_error_table(session, m, code, now)
-
-    def _apply_error_table(self, session: Session, m: Message, code: str, now) -> None:
-        """SPEC 7 "answers after sending", read from the table the transport uses too."""
-        action = classify_callback_code(code)
-        if action == "account":
-            known = TWILIO_CODES[int(code)]
-            channels.pause(session, "sms", f"twilio:{code}: {known.meaning}", now, now + channels.AUTO_RESUME)
-            log.warning("sms paused for %s: twilio:%s (%s)", channels.AUTO_RESUME, code, known.meaning)
-        elif action == "filtered":
-            log.warning("message %s filtered by the carrier (twilio:%s)", m.id, code)
-        elif action in ("contact_invalid", "opted_out"):
-            patient = session.get(Patient, m.patient_id)
-            # Staff may have changed the number since: the answer is about the old one.
-            if m.to_contact and m.to_contact != patient.phone:
-                return
-            if action == "contact_invalid":
-                flag_contact_invalid(session, patient, "sms")
-            elif consent_in_force(session, patient)["sms"]:
-                record_consent(session, patient, "sms", False, now, "carrier", "carrier", f"twilio:{code}")
-            self.rt.replan(session, patient, "web")
-            log.warning("message %s: twilio:%s, %s for %s", m.id, code, action,
-                        mask_contact(patient.phone or ""))
+        log.info("message %s %s%s", m.id, status, f" (twilio:{code})" if code else "")
+        if status != S.DELIVERED and code:
+            Outcomes(self.rt).after_callback(session, m, code, now)
 
     def _confirm(self, session: Session, m: Message, sid: str | None) -> None:
         """An ambiguous send that Twilio reports it took: `sent`, so it is never sent twice."""
         if not (sid or m.provider_id):
             return
         now = self.rt.clock.now()
-        outbox.transition(session, m.id, ("unconfirmed",), "sent", now, "sent", detail=f"callback {sid}",
-                          by="twilio", provider_id=m.provider_id or sid, sent_at=now, lease_until=None)
+        outbox.confirm(session, m.id, m.provider_id or sid, now, detail=f"callback {sid}", by="twilio")
 
     # -- POST /twilio/inbound ------------------------------------------------------------
 

@@ -11,6 +11,8 @@ from datetime import datetime
 from email.utils import format_datetime, parseaddr
 from typing import Protocol, runtime_checkable
 
+from dripcare.domain.privacy import mask_contact  # noqa: F401  (transports log masked contacts)
+
 ERROR_KINDS = ("retryable", "permanent", "opted_out", "account", "ambiguous")
 
 
@@ -75,15 +77,3 @@ def email_headers(outgoing: Outgoing, email_from: str, reply_to: str | None) -> 
 def _domain(address: str) -> str:
     domain = parseaddr(address)[1].rpartition("@")[2]
     return domain or "localhost"
-
-
-def mask_contact(value: str) -> str:
-    """A phone or email fit for a log line (SPEC 10): "+1******0123", "s***@example.org"."""
-    value = value.strip()
-    if "@" in value:
-        local, _, domain = value.rpartition("@")
-        return f"{local[:1]}***@{domain}"
-    if len(value) >= 8:
-        return value[:2] + "*" * (len(value) - 6) + value[-4:]
-    # Too short to show any of it without showing most of it.
-    return "*" * max(len(value) - 2, 0) + value[-2:]
