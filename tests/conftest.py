@@ -21,9 +21,9 @@ from dripcare.store.db import make_engine, upgrade
 from dripcare.app.runtime import Runtime
 
 # Fixtures for real servers, shared by every module (one Prism, one PostgreSQL per session).
-from .pg import postgres_server  # noqa: F401
-from .prism import prism_url  # noqa: F401
-from .twilio_fakes import fake_twilio  # noqa: F401
+from tests.support.pg import postgres_server  # noqa: F401
+from tests.support.prism import prism_url  # noqa: F401
+from tests.support.twilio_fakes import fake_twilio  # noqa: F401
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "src" / "dripcare" / "examples"
 START = datetime(2027, 3, 1, 15, 0, tzinfo=timezone.utc)

@@ -76,8 +76,6 @@ def run_demo(console: Console) -> int:
 
 
 def _enroll_samples(rt, console: Console) -> None:
-    from dripcare.cli.messages import timeline_table
-
     for sample in PATIENTS:
         sample = dict(sample)
         sessions = sample.pop("sessions")
@@ -88,7 +86,15 @@ def _enroll_samples(rt, console: Console) -> None:
         patient, rows = staff_messages.timeline(rt, patient.id)
         label = " (discreet)" if patient.discreet else ""
         console.print(f"[bold]{patient.first_name} {patient.last_name}{label}[/], {patient.timezone}")
-        console.print(timeline_table([(m, patient.timezone) for m in rows], with_patient=False))
+        console.print(_plan_table(rows, patient.timezone))
+
+
+def _plan_table(rows, tz_name: str) -> Table:
+    table = Table("due (patient's time)", "step", "channel", "status", "reason")
+    for m in rows:
+        due = local_wall(m.due_at, zone(tz_name)).strftime("%a %b %d %H:%M")
+        table.add_row(due, m.step_id, m.channel, m.status, m.reason or "")
+    return table
 
 
 def _run_course(rt, settings, clock, console) -> int:

@@ -17,7 +17,7 @@ from dripcare.store.db import transaction
 from dripcare.store.models import ChannelState, Consent, Patient, TreatmentSession
 from dripcare.domain.timing import zone
 
-from .dispatching import (ScriptedTransport, TransportError, enroll_sample, events, fast_forward, jsonl,
+from tests.support.dispatching import (ScriptedTransport, TransportError, enroll_sample, events, fast_forward, jsonl,
                           make_dispatcher, rows)
 
 NY = zone("America/New_York")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
-from .clihelp import js, ok
+from tests.support.clihelp import js, ok
 
 HEADER = "external_id,first_name,last_name,phone,email,timezone,consent_sms,consent_email,campaign,session_at,status"
 

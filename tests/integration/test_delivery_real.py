@@ -18,9 +18,9 @@ from dripcare.config.settings import Settings
 from dripcare.domain.unsubscribe import read_token
 from dripcare.app.runtime import build_dispatcher
 
-from .dispatching import enroll_sample, events, rows
-from .test_transports_smtp import Mailbox, parse
-from .twilio_fakes import ACCOUNT_SID, AUTH_TOKEN, FROM_NUMBER, free_port
+from tests.support.dispatching import enroll_sample, events, rows
+from tests.support.smtp import Mailbox, parse
+from tests.support.twilio_fakes import ACCOUNT_SID, AUTH_TOKEN, FROM_NUMBER, free_port
 
 SECRET = "test-secret-key"
 PUBLIC = "https://care.example.org"

@@ -17,7 +17,7 @@ from dripcare.store.db import current_revision, ensure_schema, make_engine, upgr
 from dripcare.app.runtime import Runtime
 from dripcare.config.settings import Settings
 
-from .dispatching import enroll_sample, jsonl, make_dispatcher, rows
+from tests.support.dispatching import enroll_sample, jsonl, make_dispatcher, rows
 
 pytestmark = pytest.mark.postgres
 

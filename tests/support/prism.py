@@ -1,8 +1,8 @@
 """The `prism_url` fixture: Prism mocking Twilio's Messages API from Twilio's own OpenAPI file.
 
 Started once per session with `--errors`, so a request that breaks the contract gets a
-422 instead of a made-up success. Install it with
-`npm install --prefix .cache/prism @stoplight/prism-cli@5` (the Makefile does).
+422 instead of a made-up success. `make test` installs it (`npm ci` from
+tests/support/npm/package-lock.json) and fetches the spec (tests/support/twilio_spec.py).
 Missing Prism or spec skips the contract tests, unless DRIPCARE_REQUIRE_CONTRACT=1 (CI),
 which fails them instead.
 """
@@ -19,12 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from .twilio_fakes import free_port
+from tests.support.twilio_fakes import free_port
+from tests.support.twilio_spec import FETCH, FULL_SPEC, write_messages_spec
 
-REPO = Path(__file__).resolve().parents[1]
-SPEC = REPO.parent / "shared/twilio/twilio_messages_v2010.json"  # shared/ sits beside the checkout
+REPO = Path(__file__).resolve().parents[2]
 PRISM = REPO / ".cache/prism/node_modules/.bin/prism"
-INSTALL = "npm install --prefix .cache/prism @stoplight/prism-cli@5"
+INSTALL = "make .cache/prism/.installed"
 START_TIMEOUT = 60.0
 
 
@@ -68,14 +68,15 @@ def _stop(process: subprocess.Popen) -> None:
 
 
 @pytest.fixture(scope="session")
-def prism_url():
-    if not SPEC.is_file():
-        _missing(f"Twilio's OpenAPI file is not at {SPEC}")
+def prism_url(tmp_path_factory):
+    if not FULL_SPEC.is_file():
+        _missing(f"Twilio's OpenAPI file is not at {FULL_SPEC} (run `{FETCH}` in {REPO})")
     if not PRISM.exists() or shutil.which("node") is None:
         _missing(f"Prism is not installed (run `{INSTALL}` in {REPO})")
+    spec = write_messages_spec(tmp_path_factory.mktemp("twilio") / "twilio_messages_v2010.json")
     port = free_port()
     with tempfile.TemporaryFile() as log:
-        command = [str(PRISM), "mock", "--errors", "-h", "127.0.0.1", "-p", str(port), str(SPEC)]
+        command = [str(PRISM), "mock", "--errors", "-h", "127.0.0.1", "-p", str(port), str(spec)]
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         try:
             _wait_until_serving(process, port, log)

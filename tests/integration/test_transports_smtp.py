@@ -7,7 +7,6 @@ import asyncio
 import logging
 import ssl
 from datetime import datetime, timedelta, timezone
-from email import message_from_bytes, policy
 
 import pytest
 import trustme
@@ -17,7 +16,8 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from dripcare.delivery.transports.base import Outgoing, TransportError
 from dripcare.delivery.transports.smtp_email import SmtpEmail
 
-from .twilio_fakes import free_port
+from tests.support.smtp import Mailbox, parse
+from tests.support.twilio_fakes import free_port
 
 NOW = datetime(2027, 6, 9, 16, 0, tzinfo=timezone.utc)
 PATIENT = "sam.rivers@example.org"
@@ -31,38 +31,6 @@ def outgoing(message_id=12, to=PATIENT):
                     body="Hello Sam,\n\nYour session is on Friday. Café opens at 9.\n.\nA line with a dot.",
                     subject="Preparing for Friday – what to bring", html="<p>Hello Sam,</p><p>Café</p>",
                     expires_at=NOW + timedelta(hours=6), now=NOW, unsubscribe_url=UNSUBSCRIBE)
-
-
-class Mailbox:
-    """An aiosmtpd handler: keeps what it is given, or answers RCPT/DATA as a test scripts."""
-
-    def __init__(self, rcpt_reply=None, data_delay=0.0, mail_reply=None):
-        self.rcpt_reply, self.data_delay, self.mail_reply = rcpt_reply, data_delay, mail_reply
-        self.received, self.sessions = [], []
-
-    async def handle_MAIL(self, server, session, envelope, address, mail_options):
-        if self.mail_reply:
-            return self.mail_reply
-        envelope.mail_from, envelope.mail_options = address, mail_options
-        return "250 OK"
-
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        if self.rcpt_reply:
-            return self.rcpt_reply
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server, session, envelope):
-        if self.data_delay:
-            await asyncio.sleep(self.data_delay)
-        self.received.append(envelope)
-        self.sessions.append(session)
-        return "250 Message accepted for delivery"
-
-
-def parse(envelope):
-    """The received bytes as a mail program reads them (CRLF line ends become newlines)."""
-    return message_from_bytes(envelope.content.replace(b"\r\n", b"\n"), policy=policy.default)
 
 
 def accept_clinic_login(server, session, envelope, mechanism, auth_data):

@@ -11,7 +11,7 @@ import pytest
 from dripcare.delivery.transports.base import Outgoing, TransportError
 from dripcare.delivery.transports.twilio_sms import TwilioSms
 
-from .twilio_fakes import ACCOUNT_SID, AUTH_TOKEN, FROM_NUMBER, SERVICE_SID
+from tests.support.twilio_fakes import ACCOUNT_SID, AUTH_TOKEN, FROM_NUMBER, SERVICE_SID
 
 pytestmark = pytest.mark.contract
 

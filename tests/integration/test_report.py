@@ -7,7 +7,7 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
-from .clihelp import js, ok
+from tests.support.clihelp import js, ok
 
 NOW = "2027-03-01 15:00:00.000000"  # the cli fixture's DRIPCARE_NOW, as SQLite stores it
 

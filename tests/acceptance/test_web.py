@@ -37,14 +37,14 @@ from dripcare.config.settings import Settings, SettingsError
 from dripcare.domain.unsubscribe import make_token
 from dripcare.web import create_app
 
-from .conftest import START
-from .twilio_fakes import free_port
+from tests.conftest import START
+from tests.support.twilio_fakes import free_port
 
 PUBLIC = "https://care.example.org"
 TWILIO_TOKEN = "test-auth-token"
 SECRET, OLD_SECRET = "current-secret-key", "previous-secret-key"
 PHONE = "+12125550143"
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def web_settings(database_url: str, clinic_dir: Path, **extra: str) -> Settings:

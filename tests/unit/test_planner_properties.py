@@ -29,7 +29,7 @@ from dripcare.app.reconcile import reconcile_patient
 from dripcare.domain.timing import Offset, QuietHours, apply_offset, local_day, zone
 
 UTC = timezone.utc
-EXAMPLES = Path(__file__).resolve().parents[1] / "src" / "dripcare" / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "src" / "dripcare" / "examples"
 ZONES = ["America/New_York", "Europe/London", "Australia/Lord_Howe", "Asia/Kolkata", "America/St_Johns",
          "America/Edmonton", "Europe/Dublin", "Pacific/Chatham", "America/Santiago", "America/Havana", "UTC"]
 # Days around the 2027 DST changes of the zones above (north and south).

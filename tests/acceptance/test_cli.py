@@ -11,7 +11,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from .clihelp import js, ok
+from tests.support.clihelp import js, ok
 
 UTC = timezone.utc
 NY = ZoneInfo("America/New_York")

@@ -19,7 +19,7 @@ from dripcare.delivery.template_check import check_templates, sample_contexts
 from dripcare.delivery.templates import (
     PatientFacts, SessionFacts, Templates, TemplateError, build_context, clean_sms, sms_segments)
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "src" / "dripcare" / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "src" / "dripcare" / "examples"
 UTC = timezone.utc
 # Wednesday 2026-06-10 10:00 in Edmonton (UTC-6 in summer).
 NOW = datetime(2026, 6, 10, 16, 0, tzinfo=UTC)

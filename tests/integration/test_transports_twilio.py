@@ -8,7 +8,7 @@ import pytest
 from dripcare.delivery.transports.base import Outgoing, TransportError
 from dripcare.delivery.transports.twilio_codes import CALLBACK_ACTIONS, classify_callback_code, classify_twilio_error
 from dripcare.delivery.transports.twilio_sms import TwilioSms
-from .twilio_fakes import ACCOUNT_SID, AUTH_TOKEN, FROM_NUMBER, SERVICE_SID, free_port
+from tests.support.twilio_fakes import ACCOUNT_SID, AUTH_TOKEN, FROM_NUMBER, SERVICE_SID, free_port
 
 NOW = datetime(2027, 6, 9, 16, 0, tzinfo=timezone.utc)
 PHONE = "+15555550123"
