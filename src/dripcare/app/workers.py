@@ -45,3 +45,12 @@ def forget_gone(rt) -> int:
 
 def stale_after(interval: float, beats: int = 3) -> timedelta:
     return timedelta(seconds=beats * interval)
+
+
+def heartbeat_age(rt) -> float | None:
+    """Seconds since the youngest heartbeat of a running worker, in real time; None when none runs."""
+    from sqlmodel import Session
+
+    with Session(rt.engine) as session:
+        running = workers.running(session)
+    return (real_now() - running[0].heartbeat_at).total_seconds() if running else None

@@ -21,7 +21,12 @@ DEVELOPMENT_KEY = "development-only-key"  # never used once a real transport is 
 
 
 class SettingsError(Exception):
-    """One line: the variable, what is wrong, how to fix it."""
+    """One line per bad setting: the variable, what is wrong, how to fix it. `lines`
+    holds them one by one (`Settings.validate` gathers every problem at once)."""
+
+    def __init__(self, message: str, lines: list[str] | None = None):
+        super().__init__(message)
+        self.lines = lines or [message]
 
 
 def read_environment(workdir: Path | None = None) -> dict[str, str]:
@@ -35,6 +40,20 @@ def read_environment(workdir: Path | None = None) -> dict[str, str]:
 class Settings:
     def __init__(self, env: Mapping[str, str] | None = None):
         self.env = dict(read_environment() if env is None else env)
+
+    def validate(self, *names: str) -> None:
+        """Check the named settings (properties, or `twilio`, `smtp`, `unsubscribe_keys`,
+        `clock`) all at once; SettingsError with one line per bad one."""
+        problems: list[str] = []
+        for name in names:
+            try:
+                value = getattr(self, name)
+                if callable(value):
+                    value()
+            except SettingsError as error:
+                problems += [line for line in error.lines if line not in problems]
+        if problems:
+            raise SettingsError("\n".join(problems), problems)
 
     def _get(self, name: str, default: str | None = None) -> str | None:
         value = self.env.get(name, "").strip()
