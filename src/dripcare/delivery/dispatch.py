@@ -47,6 +47,9 @@ UNCONFIRMED_GRACE = timedelta(minutes=10)
 TEMPLATE_RETRY = timedelta(minutes=10)
 LEAD = 0.2  # seconds before its first slot a group is checked: within a second of every send
 GROUP_MAX = 100  # rows judged and stored together when the rate leaves room for that many
+# Expiry and quiet hours are judged a second past the slot: the request must reach the
+# provider before the moment ends, not merely leave here before it.
+ON_THE_WAY = timedelta(seconds=1)
 
 
 class ProviderOutcomes(Protocol):
@@ -207,7 +210,8 @@ class Dispatcher:
 
     def _judge(self, session: Session, f: sending.SendFacts, at: datetime, group: "_Group") -> "Judged | str":
         m, patient = f.message, f.patient
-        if at >= m.expires_at:
+        arrives = at + ON_THE_WAY
+        if arrives >= m.expires_at:
             outbox.close(session, m.id, S.EXPIRED, "expired", at)
             return "expired"
         reason = self._stop_reason(f)
@@ -216,8 +220,8 @@ class Dispatcher:
             return "cancelled"
         tz = zone(patient.timezone)
         quiet = self.rt.clinic.quiet_hours
-        if quiet.contains(at, tz):
-            end = quiet.period(at, tz)[1]
+        if quiet.contains(at, tz) or quiet.contains(arrives, tz):
+            end = quiet.period(arrives, tz)[1]
             if end < m.expires_at:
                 outbox.defer(session, m.id, end, "quiet_hours", at)
                 return "deferred"
