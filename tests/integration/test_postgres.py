@@ -147,3 +147,13 @@ def _waits_on_a_lock(engine, polls: int = 200) -> bool:
                 return True
         threading.Event().wait(0.05)
     return False
+
+
+def test_every_worker_takes_its_send_slots_from_one_row(pg_rt):
+    from dripcare.delivery.rate import MARGIN, SharedRate
+
+    one, other = SharedRate(pg_rt.engine, "sms", 10), SharedRate(pg_rt.engine, "sms", 10)  # two workers
+    slots = one.reserve(3) + other.reserve(2) + one.reserve(1)
+    gaps = [round(b - a, 3) for a, b in zip(slots, slots[1:])]
+    assert gaps == [round(MARGIN / 10, 3)] * 5  # evenly spaced across both, never bunched
+    assert one.may_start(slots[0]) and not one.may_start(slots[0] - 1.0)  # never a late start

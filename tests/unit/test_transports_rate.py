@@ -107,3 +107,18 @@ def test_with_the_real_clock():
 def test_rate_must_be_positive(bad):
     with pytest.raises(ValueError):
         SendRate(bad)
+
+
+def test_a_late_start_goes_only_when_the_last_second_has_room():
+    clock = FakeTime()
+    rate = SendRate(2, now=clock.now, sleep=clock.sleep)
+    first, second, third = rate.reserve(3)  # 0, 0.535, 1.07
+    clock.sleep(0.3)
+    assert rate.may_start(first)  # late, but nothing went in the last second
+    clock.sleep(0.3)
+    assert rate.may_start(second)  # late, and one send in the last second: room for a second one
+    clock.sleep(0.6)
+    assert clock.now() > third + rate.tolerance
+    assert not rate.may_start(third)  # late, and two already went in the last second (0.3 and 0.6)
+    clock.sleep(0.15)
+    assert rate.may_start(third)  # the 0.3 send has left the window (and its jitter margin)

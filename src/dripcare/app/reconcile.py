@@ -21,6 +21,11 @@ from dripcare.domain.planner import (EnrollmentState, PatientState, Planned, Row
                       cancel_reason, plan_patient)
 
 
+# Reasons that describe a state which may change again (and so are judged again); a row
+# cancelled because its session moved, or by staff, keeps its reason.
+STANDING_REASONS = ("withdrawn", "paused", "opted_out", "contact_invalid", "session_cancelled", "no_show")
+
+
 @dataclass
 class Changes:
     counts: Counter = field(default_factory=Counter)
@@ -71,13 +76,18 @@ def reconcile_patient(session: Session, patient: Patient, clinic: Clinic, campai
     changes = Changes()
     by_enrollment = {e.id: e for e in enrollments}
     for row in rows:
-        if row.key not in desired and row.status in PENDING and row.belongs_to_planning:
-            enrollment = by_enrollment.get(row.enrollment_id)
-            reason = cancel_reason(row, enrollment, state)
-            if reason == "step_removed" and enrollment is not None and enrollment.campaign is None:
-                continue  # its campaign file is missing: a vanished file cancels nothing (SPEC 3.3)
+        if row.key in desired or not row.belongs_to_planning:
+            continue
+        enrollment = by_enrollment.get(row.enrollment_id)
+        reason = cancel_reason(row, enrollment, state)
+        if reason == "step_removed" and enrollment is not None and enrollment.campaign is None:
+            continue  # its campaign file is missing: a vanished file cancels nothing (SPEC 3.3)
+        if row.status in PENDING:
             if outbox.cancel_planned(session, row.id, now, reason, by):
                 changes.counts["cancelled"] += 1
+        elif row.reason in STANDING_REASONS and reason in STANDING_REASONS and reason != row.reason:
+            # Still cancelled, for what holds now: the same reason the send-time check gives.
+            outbox.recancel(session, row.id, now, reason, by)
     existing = {r.key: r for r in rows}
     new_rows = [_new_row(p, patient.id) for p in desired.values() if p.key not in existing]
     outbox.insert_planned(session, now, by, new_rows)

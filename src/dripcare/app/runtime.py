@@ -93,7 +93,8 @@ def load_config(settings: Settings) -> tuple[Clinic, dict[str, Campaign], Sensit
 
 def open_runtime(settings: Settings, *, engine: Engine | None = None, clock: Clock | None = None) -> Runtime:
     if engine is None:
-        engine, clock = open_database(settings)
+        engine, system_clock = open_database(settings)
+        clock = clock or system_clock
     clinic, campaigns, terms = load_config(settings)
     return Runtime(engine=engine, clinic=clinic, campaigns=campaigns, clock=clock or settings.clock(),
                    config_dir=settings.config_dir, messages_dir=settings.messages_dir, terms=terms)
@@ -146,3 +147,20 @@ def build_dispatcher(rt: Runtime, settings: Settings, worker_id: str, *, transpo
     workers = live_workers(rt.engine, settings.dispatch_interval) if rt.engine.dialect.name == "postgresql" \
         else (lambda: 1)
     return Dispatcher(rt, transports, rates or build_rates(settings, rt.engine), options, Outcomes(rt), workers)
+
+
+def build_notifier(rt: Runtime, settings: Settings):
+    """What tells the clinic a reply is waiting (app/notices.py), on the deployment's own
+    transports. A channel whose settings are missing or wrong is off and said so, never a
+    reason for the web process, which answers STOP and crisis replies, not to start."""
+    from dripcare.app.notices import ClinicNotices
+    from dripcare.config.settings import SettingsError
+
+    found, off = {}, {}
+    for channel, other in (("email", "DRIPCARE_SMS_TRANSPORT"), ("sms", "DRIPCARE_EMAIL_TRANSPORT")):
+        alone = Settings({**settings.env, other: "console"})  # only this channel's settings are checked
+        try:
+            found[channel] = build_transports(alone)[channel]
+        except SettingsError as error:
+            off[channel] = error.lines
+    return ClinicNotices(rt, email=found.get("email"), sms=found.get("sms"), off=off)

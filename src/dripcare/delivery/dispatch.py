@@ -121,8 +121,9 @@ class Dispatcher:
         return max(1, min(self.options.batch, math.ceil(per_second * horizon)))
 
     def _group_size(self, pacer: Pacer) -> int:
-        return max(1, min(GROUP_MAX, self.options.batch, self.options.concurrency * 4,
-                          math.floor(LEAD * pacer.per_second)))
+        """Rows judged together: as many as the pacer releases within LEAD (one at 1/s), at
+        most GROUP_MAX when the rate is out of the way."""
+        return max(1, min(GROUP_MAX, self.options.batch, math.floor(LEAD * pacer.per_second)))
 
     def _lane(self, channel: str, share: int, summary: Counter) -> None:
         try:
@@ -138,6 +139,7 @@ class Dispatcher:
             if len(queue) < size and not exhausted:
                 if self._paused(channel):
                     break
+                # Claimed while the previous group is still going out: the send slots stay fed.
                 claimed = outbox.claim_due(self.rt.engine, self.rt.clock.now(), self.claim_size(channel, share),
                                            self.options.worker_id, [channel])
                 queue.extend(claimed)
@@ -148,27 +150,30 @@ class Dispatcher:
                 summary["released"] += self._release(list(queue))
                 queue.clear()
                 break
-            self._send_group(channel, pacer, queue, size, summary)
+            self._send_group(pacer, [queue.popleft() for _ in range(min(size, len(queue)))], summary)
             self._answers.flush(summary)
         if queue:  # stopping: claimed, never judged, never sent
             summary["released"] += self._release(list(queue))
 
-    def _send_group(self, channel: str, pacer: Pacer, queue: deque, size: int, summary: Counter) -> None:
-        taken = self._take_send_slots(min(size, len(queue)))
-        ids = [queue.popleft() for _ in range(taken)]
-        slots = pacer.reserve(taken)
+    def _send_group(self, pacer: Pacer, ids: list[int], summary: Counter) -> None:
+        """Slots, then the check, then the sends: split over the free send threads, each
+        taking every n-th slot so its own sends are n slots apart."""
+        threads = self._take_send_threads(len(ids))
+        slots = pacer.reserve(len(ids))
         if not pacer.wait_until(slots[0] - LEAD, self.stopping):
             summary["released"] += self._release(ids)
-            self._slots.release(taken)
+            self._slots.release(threads)
             return
-        ready = self._judge_group(channel, ids, slots, pacer, summary)
-        if taken > len(ready):
-            self._slots.release(taken - len(ready))
-        for judged in ready:
-            self._pool.submit(self._send, judged, pacer, summary)
+        ready = self._judge_group(ids, slots, pacer, summary)
+        chunks = [ready[i::threads] for i in range(threads)]
+        for chunk in chunks:
+            if chunk:
+                self._pool.submit(self._send_chunk, chunk, pacer)
+            else:
+                self._slots.release()
 
-    def _take_send_slots(self, wanted: int) -> int:
-        """Room for `wanted` sends in flight: waits for one, takes what else is free."""
+    def _take_send_threads(self, wanted: int) -> int:
+        """Send threads for a group: waits for one, takes what else is free (at most `wanted`)."""
         self._slots.acquire()
         taken = 1
         while taken < wanted and self._slots.acquire(blocking=False):
@@ -187,8 +192,7 @@ class Dispatcher:
 
     # -- the check at the moment of sending -------------------------------------------------
 
-    def _judge_group(self, channel: str, ids: list[int], slots: list[float], pacer: Pacer,
-                     summary: Counter) -> list[Judged]:
+    def _judge_group(self, ids: list[int], slots: list[float], pacer: Pacer, summary: Counter) -> list[Judged]:
         now, pacer_now = self.rt.clock.now(), pacer.now()
         speed = getattr(self.rt.clock, "speed", 1.0)
         # The instant each message will leave, on the clock the rules are judged by.
@@ -310,25 +314,28 @@ class Dispatcher:
 
     # -- send -----------------------------------------------------------------------------
 
-    def _send(self, judged: Judged, pacer: Pacer, summary: Counter) -> None:
-        out = judged.outgoing
+    def _send_chunk(self, chunk: list[Judged], pacer: Pacer) -> None:
         try:
-            on_time = pacer.wait_until(judged.slot, self.stopping)
-            if not on_time or pacer.now() > judged.slot + pacer.tolerance:
-                # Stopping, or the slot was missed: a late send could crowd the next second.
-                self._answers.put_back(out.message_id)
-                return
-            try:
-                provider_id = self.transports[out.channel].send(out)
-            except TransportError as error:
-                self._answers.refused(out, error)
-            except Exception as error:  # a bug or an unexpected library error: the request may have left
-                log.exception("message %s: unexpected error while sending", out.message_id)
-                self._answers.refused(out, TransportError("ambiguous", type(error).__name__))
-            else:
-                self._answers.accepted(out, provider_id, self.rt.clock.now())
+            for judged in chunk:
+                self._send(judged, pacer)
         finally:
             self._slots.release()
+
+    def _send(self, judged: Judged, pacer: Pacer) -> None:
+        out = judged.outgoing
+        if not pacer.wait_until(judged.slot, self.stopping) or not pacer.may_start(judged.slot):
+            # Stopping, or the slot was missed: a late send could crowd the next second.
+            self._answers.put_back(out.message_id)
+            return
+        try:
+            provider_id = self.transports[out.channel].send(out)
+        except TransportError as error:
+            self._answers.refused(out, error)
+        except Exception as error:  # a bug or an unexpected library error: the request may have left
+            log.exception("message %s: unexpected error while sending", out.message_id)
+            self._answers.refused(out, TransportError("ambiguous", type(error).__name__))
+        else:
+            self._answers.accepted(out, provider_id, self.rt.clock.now())
 
     # -- rows in doubt ----------------------------------------------------------
 

@@ -4,8 +4,11 @@ than the rate, counting every worker of the deployment together.
 Sends are spaced evenly (a cell-rate pacer), never released in bursts: a burst that fits
 the rate when it leaves arrives bunched, and the provider counts arrivals. The spacing
 keeps a margin, so a send that starts up to `TOLERANCE` late after its slot, plus a few
-milliseconds of jitter on the way, still leaves every window within the rate. A send
-that misses its slot by more is not sent late: its caller takes a new slot.
+milliseconds of jitter on the way, still leaves every window within the rate. Right
+before the provider is called the sender asks `may_start`: one process knows every send
+it started, so a late send goes when the last second holds room for it; the shared pacer
+cannot see the other workers' sends, so there a send more than `TOLERANCE` late is not
+sent late: its caller puts the message back for a new slot.
 
 - `SendRate` paces one process (SQLite serves one worker; email; the demo's virtual clock).
 - `SharedRate` paces every worker on PostgreSQL through one row per channel, taken with
@@ -20,6 +23,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Protocol
@@ -29,6 +33,7 @@ from sqlalchemy.engine import Engine
 
 MARGIN = 1.07  # spacing stretched by 7%: room for TOLERANCE and jitter in every window
 TOLERANCE = 0.03  # seconds a send may start after its slot
+JITTER = 0.04  # seconds between a start here and its arrival at the provider, at worst
 
 
 def spacing(per_second: float) -> float:
@@ -50,6 +55,8 @@ class Pacer(Protocol):
 
     def wait_until(self, instant: float, stopping: threading.Event | None = None) -> bool: ...
 
+    def may_start(self, slot: float) -> bool: ...
+
 
 class SendRate:
     """One process's pacer. `now` and `wait` may be injected: the demo and tests run it on
@@ -64,6 +71,9 @@ class SendRate:
         self._now, self._sleep, self._wait = now, sleep, wait
         self._next = -math.inf
         self._lock = threading.Lock()
+        self._allowed = max(1, math.floor(per_second)) if per_second >= 1 else 1
+        self._window = 1.0 if per_second >= 1 else 1.0 / per_second
+        self._started: deque[float] = deque(maxlen=self._allowed)  # the latest actual starts
 
     def now(self) -> float:
         return self._now()
@@ -90,6 +100,19 @@ class SendRate:
             time.sleep(delay)
         return not (stopping and stopping.is_set())
 
+    def may_start(self, slot: float) -> bool:
+        """True (and the start noted) when starting now keeps every window within the rate:
+        on time always; late only if the last window, jitter margin included, has room."""
+        now = self._now()
+        with self._lock:
+            on_time = now <= slot + self.tolerance
+            full = len(self._started) == self._allowed
+            room = not full or now - self._started[0] >= self._window + JITTER
+            if not (on_time or room):
+                return False
+            self._started.append(now)
+            return True
+
     def acquire(self) -> float:
         """One slot, waited for: the instant it was given."""
         slot = self.reserve(1)[0]
@@ -99,6 +122,10 @@ class SendRate:
 
 class SharedRate(SendRate):
     """Every worker's pacer for one channel, through the `send_rate` row on PostgreSQL."""
+
+    def may_start(self, slot: float) -> bool:
+        # The other workers' starts are not known here: only a send on time may go.
+        return self.now() <= slot + self.tolerance
 
     _TAKE = sa.text(
         "UPDATE send_rate SET next_at = GREATEST(next_at, clock_timestamp() AT TIME ZONE 'UTC') "

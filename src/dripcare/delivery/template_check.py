@@ -1,34 +1,61 @@
 """`dripcare templates check` and `preview`: every template rendered with sample data,
-SMS both discreet and not, each locale present, optional values filled and empty (SPEC 4)."""
+SMS both discreet and not, each locale present, optional values filled and empty, each
+modality (SPEC 4).
+
+What the check holds every rendering to:
+- it renders (no missing variable, no literal None, no clinic value the clinic lacks);
+- a discreet SMS, and a discreet email's subject, opening lines and layout, name no
+  sensitive term (the matcher the dispatcher uses at send time);
+- an SMS fits `[sms] max_segments` as the dispatcher sends it: enrollment steps (the
+  first SMS of an enrollment, the opt-in confirmation) with the footer, others alone;
+- the [sms] and [sms.<locale>] texts (footer, replies) obey the same rules.
+"""
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import jinja2
+from jinja2 import nodes
+from markupsafe import Markup
 
+from dripcare.config.clinic import SMS_TEXTS, Clinic
+from dripcare.config.terms import TERMS_FILE, load_sensitive_terms
+from dripcare.delivery.templates import (GSM7, PatientFacts, SessionFacts, TemplateError, Templates, build_context,
+                                         missing_instruction, sms_segments, template_name)
 from dripcare.domain.campaign import Campaign, Step
-from dripcare.config.clinic import Clinic
-from dripcare.delivery.templates import (PatientFacts, SessionFacts, TemplateError, Templates, build_context, sms_segments,
-                        template_name)
+from dripcare.domain.discreet import SensitiveTerms
 from dripcare.domain.timing import apply_offset, resolve_wall, zone
 
 # --- Sample data for `templates check` and `templates preview` ------------------------
 
 _SAMPLE_DAYS = (0, 2, 4, 7, 9, 11)  # Mon/Wed/Fri over two weeks
+# Long on purpose: an SMS that fits with these fits most patients.
+SAMPLE_FIRST_NAME, SAMPLE_PREFERRED_NAME = "Bartholomew", "Maximiliano"
+SAMPLE_LOCATION = "Suite 210, Riverbend Medical Building, 100 River Road NW"
+# What staff pass to --modality (docs/writing-messages.md): every one is rendered.
+MODALITIES = {
+    "iv": "IV infusion in the clinic",
+    "im": "intramuscular injection in the clinic",
+    "intranasal": "esketamine nasal spray in the clinic",
+    "sublingual": "lozenge under the tongue, at home",
+    "oral": "lozenge or tablet by mouth, at home",
+}
+# A lock screen or an inbox list shows about this much of an email's first lines.
+EMAIL_OPENING = 200
 
 
-def sample_sessions(clinic: Clinic, filled: bool = True) -> list[SessionFacts]:
+def sample_sessions(clinic: Clinic, filled: bool = True, modality: str | None = None) -> list[SessionFacts]:
     """A six-session course from Monday 2026-06-08 09:30 in the clinic's zone."""
     tz = zone(clinic.timezone)
     first = datetime(2026, 6, 8, 9, 30)
     return [SessionFacts(
         starts_at=resolve_wall(first + timedelta(days=day), tz), number=n, count=len(_SAMPLE_DAYS),
-        is_first=n == 1, is_last=n == len(_SAMPLE_DAYS),
-        modality="IV ketamine infusion" if filled else None,
-        location="Room 2, 100 River Rd" if filled else None, duration_minutes=120)
+        is_first=n == 1, is_last=n == len(_SAMPLE_DAYS), modality=modality if filled else None,
+        location=SAMPLE_LOCATION if filled else None, duration_minutes=120)
         for n, day in enumerate(_SAMPLE_DAYS, 1)]
 
 
@@ -42,25 +69,33 @@ def _anchor_sessions(step: Step, sessions: list[SessionFacts]) -> list[SessionFa
     return [sessions[0], sessions[len(sessions) // 2], sessions[-1]]
 
 
+def _variants(filled: tuple[bool, ...], modalities: tuple[str | None, ...]) -> list[tuple[bool, str | None]]:
+    """(filled, modality): filled samples once per modality; empty ones have none."""
+    return [(full, m) for full in filled for m in (modalities if full else (None,))]
+
+
 def sample_contexts(clinic: Clinic, campaign: Campaign, step: Step, locale: str, *,
                     discreet: tuple[bool, ...] = (False, True),
-                    filled: tuple[bool, ...] = (True, False)) -> list[tuple[str, dict]]:
+                    filled: tuple[bool, ...] = (True, False),
+                    modalities: tuple[str | None, ...] = tuple(MODALITIES)) -> list[tuple[str, dict]]:
     """(label, context) for each sample: `now` is the step's due time for that session;
     "empty" samples have no preferred name, location or modality, and (enrollment
     steps) no sessions booked yet."""
     tz = zone(clinic.timezone)
     enrolled = resolve_wall(datetime(2026, 5, 25, 14, 0), tz)
     samples = []
-    for full in filled:
-        sessions = sample_sessions(clinic, full)
+    for full, modality in _variants(filled, modalities):
+        sessions = sample_sessions(clinic, full, modality)
         for session in _anchor_sessions(step, sessions):
             anchor = session.starts_at if session else enrolled
             now = apply_offset(anchor, step.offset, tz, step.at)
             for hidden in discreet:
-                patient = PatientFacts("Alex", "Sam" if full else None, locale, hidden, clinic.timezone)
+                patient = PatientFacts(SAMPLE_FIRST_NAME, SAMPLE_PREFERRED_NAME if full else None, locale, hidden,
+                                       clinic.timezone)
                 label = ", ".join(filter(None, [
                     "discreet" if hidden else "not discreet",
                     "optional values filled" if full else "optional values empty",
+                    f"modality {modality}" if modality else None,
                     f"session {session.number} of {session.count}" if session else None]))
                 samples.append((label, build_context(
                     patient=patient, clinic=clinic, campaign=campaign, session=session,
@@ -71,21 +106,6 @@ def sample_contexts(clinic: Clinic, campaign: Campaign, step: Step, locale: str,
 # --- templates check --------------------------------------------------------------------
 
 _NONE = re.compile(r"\bNone\b")
-CLINIC_TEXTS = ("sms_footer", "help_reply", "opt_out_reply", "opt_in_reply", "unmonitored_reply")
-_CLINIC_KEYS = {"sms_footer": "footer"}
-
-
-def load_sensitive_terms(config_dir: Path) -> list[str]:
-    path = Path(config_dir) / "sensitive_terms.txt"
-    if not path.is_file():
-        return []
-    lines = (line.strip() for line in path.read_text(encoding="utf-8").splitlines())
-    return [line for line in lines if line and not line.startswith("#")]
-
-
-def sensitive_terms_in(text: str, terms: list[str]) -> list[str]:
-    """The terms named in `text`, as whole words, case ignored."""
-    return [t for t in terms if re.search(rf"(?<!\w){re.escape(t)}(?!\w)", text, re.IGNORECASE)]
 
 
 class _Findings:
@@ -102,19 +122,36 @@ class _Findings:
         self.warnings.setdefault(problem, f"{problem} ({sample})" if sample else problem)
 
 
-def _check_sms_text(found: _Findings, where: str, text: str, discreet: bool, terms: list[str],
-                    footer: str | None, sample: str | None) -> None:
-    if _NONE.search(text):
-        found.error(f"{where}: renders a literal None", sample)
-    if discreet:
-        for term in sensitive_terms_in(text, terms):
-            found.error(f"{where}: discreet SMS names {term!r}", sample)
-    full = f"{text}\n{footer}" if footer else text
-    segments, encoding = sms_segments(full)
-    if segments > 3:
-        found.warn(f"{where}: {segments} SMS segments{' with the footer' if footer else ''}, more than 3", sample)
-    if encoding == "UCS-2":
-        found.warn(f"{where}: UCS-2 (a character outside GSM-7), 70 characters per segment", sample)
+class _Rules:
+    """What every SMS text is held to: the clinic's limit and its sensitive terms."""
+
+    def __init__(self, found: _Findings, clinic: Clinic, terms: SensitiveTerms):
+        self.found, self.max_segments, self.terms = found, clinic.max_segments, terms
+
+    def sms(self, where: str, text: str, discreet: bool, sample: str | None, with_footer: bool = False) -> None:
+        if _NONE.search(text):
+            self.found.error(f"{where}: renders a literal None", sample)
+        if discreet:
+            self.discreet(where, "discreet SMS", text, sample)
+        segments, encoding = sms_segments(text)
+        if segments > self.max_segments:
+            footer = " with the footer (the first SMS of an enrollment)" if with_footer else ""
+            self.found.error(f"{where}: {segments} SMS segments ({encoding}){footer}, more than "
+                             f"[sms] max_segments = {self.max_segments}", sample)
+        symbol = _avoidable_ucs2(text)
+        if symbol:
+            self.found.warn(f"{where}: {symbol!r} (U+{ord(symbol):04X}) is not GSM-7 and not a letter: the whole "
+                            f"text goes as UCS-2, 70 characters a segment instead of 160", sample)
+
+    def discreet(self, where: str, what: str, text: str, sample: str | None) -> None:
+        for term in self.terms.found(text):
+            self.found.error(f"{where}: {what} names {term!r}", sample)
+
+
+def _avoidable_ucs2(text: str) -> str | None:
+    """The first character outside GSM-7 that is not a letter (an emoji, a symbol): the
+    letters of a language are kept whatever they cost (SPEC 4), the rest is a choice."""
+    return next((c for c in text if c not in GSM7 and not unicodedata.category(c).startswith(("L", "M"))), None)
 
 
 def _locales(messages_dir: Path, campaign_id: str, step_id: str, channel: str) -> list[str]:
@@ -126,30 +163,39 @@ def _locales(messages_dir: Path, campaign_id: str, step_id: str, channel: str) -
     return sorted(p.name[cut[0]:cut[1]] for p in folder.glob(pattern))
 
 
-def _check_step(found: _Findings, templates: Templates, campaign: Campaign, step: Step,
-                channel: str, terms: list[str]) -> None:
+def _check_sample(rules: _Rules, templates: Templates, campaign: Campaign, step: Step, channel: str,
+                  locale: str, where: str, sample: str, context: dict) -> None:
+    discreet = context["patient"]["discreet"]
+    if channel == "sms":
+        footer = templates.clinic.sms_text("footer", locale) if step.anchor == "enrollment" else None
+        text = templates.render_sms(campaign.id, step.id, locale, context, footer=footer or None).text
+        rules.sms(where, text, discreet, sample, with_footer=bool(footer))
+        return
+    email = templates.render_email(campaign.id, step.id, locale, context, "https://example.org/u/x")
+    if _NONE.search(email.subject) or _NONE.search(email.text):
+        rules.found.error(f"{where}: renders a literal None", sample)
+    if discreet:
+        rules.discreet(where, "discreet email subject", email.subject, sample)
+        rules.discreet(where, f"discreet email's first {EMAIL_OPENING} characters", email.text[:EMAIL_OPENING],
+                       sample)
+
+
+def _check_step(rules: _Rules, templates: Templates, campaign: Campaign, step: Step, channel: str) -> None:
     clinic, messages_dir = templates.clinic, templates.messages_dir
     base = template_name(campaign.id, step.id, channel)
     if not (messages_dir / base).is_file():
-        found.error(f"{messages_dir / base}: missing template for step {step.id!r} ({channel})")
+        rules.found.error(f"{messages_dir / base}: missing template for step {step.id!r} ({channel})")
         return
     for locale in [clinic.locale, *_locales(messages_dir, campaign.id, step.id, channel)]:
         where = str(messages_dir / (base if locale == clinic.locale else
                                     template_name(campaign.id, step.id, channel, locale)))
         for sample, context in sample_contexts(clinic, campaign, step, locale):
             try:
-                if channel == "sms":
-                    text = templates.render_sms(campaign.id, step.id, locale, context).text
-                    footer = templates.render_text(clinic.sms_footer, context) if clinic.sms_footer else None
-                    _check_sms_text(found, where, text, context["patient"]["discreet"], terms, footer, sample)
-                else:
-                    email = templates.render_email(campaign.id, step.id, locale, context, "https://example.org/u/x")
-                    if _NONE.search(email.subject) or _NONE.search(email.text):
-                        found.error(f"{where}: renders a literal None", sample)
+                _check_sample(rules, templates, campaign, step, channel, locale, where, sample, context)
             except TemplateError as error:
                 # A syntax error or a missing file is the same for every sample: name none.
                 static = isinstance(error.__cause__, jinja2.TemplateSyntaxError | jinja2.TemplateNotFound)
-                found.error(str(error), None if static else sample)
+                rules.found.error(str(error), None if static else sample)
 
 
 def _check_strays(found: _Findings, messages_dir: Path, campaigns: dict[str, Campaign]) -> None:
@@ -164,18 +210,68 @@ def _check_strays(found: _Findings, messages_dir: Path, campaigns: dict[str, Cam
                 found.warn(f"{path}: no step of campaign {folder.name!r} sends it by {channel or '?'}; ignored")
 
 
-def _check_clinic_texts(found: _Findings, templates: Templates, config_dir: Path, terms: list[str]) -> None:
-    where = Path(config_dir) / "clinic.toml"
-    for field in CLINIC_TEXTS:
-        label = f"{where} [sms] {_CLINIC_KEYS.get(field, field)}"
-        try:
-            text = templates.render_text(getattr(templates.clinic, field), {})
-        except TemplateError as error:
-            found.error(f"{label}: {error}")
+def _instruction_uses(tree: nodes.Template) -> list[tuple[str, int]]:
+    """(key, line) of every `clinic.instructions.<key>` or `clinic.instructions["key"]`."""
+    uses = []
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        parent = node.node
+        if not (isinstance(parent, nodes.Getattr) and parent.attr == "instructions"
+                and isinstance(parent.node, nodes.Name) and parent.node.name == "clinic"):
             continue
-        if not text and field != "sms_footer":
-            found.error(f"{label}: renders empty")
-        _check_sms_text(found, label, text, True, terms, None, None)
+        if isinstance(node, nodes.Getattr):
+            uses.append((node.attr, node.lineno))
+        elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+            uses.append((node.arg.value, node.lineno))
+    return uses
+
+
+_DICT_METHODS = frozenset(("get", "items", "keys", "values"))
+
+
+def _check_instructions(found: _Findings, templates: Templates) -> None:
+    """Every clinic value a template names must be in clinic.toml [instructions], whichever
+    branch uses it (a sample may never reach that branch)."""
+    defined = set(templates.clinic.instructions)
+    for path in sorted(templates.messages_dir.rglob("*.j2")):
+        try:
+            tree = templates.env.parse(path.read_text(encoding="utf-8"))
+        except (jinja2.TemplateSyntaxError, OSError, UnicodeDecodeError):
+            continue  # rendering names it, with its line
+        for key, line in _instruction_uses(tree):
+            if key not in defined and key not in _DICT_METHODS:
+                found.error(f"{path}: line {line}: {missing_instruction(key)}")
+
+
+def _check_layout(rules: _Rules, templates: Templates, locales: list[str]) -> None:
+    """The email shell's header and footer, as a discreet patient's inbox shows them."""
+    for locale in locales:
+        language = templates.language(locale)
+        where = str(templates.messages_dir / "_layouts" / "email.html.j2")
+        try:
+            html = templates.layout_html("", Markup(""), language, discreet=True, unsubscribe_url="https://example.org/u/x")
+        except TemplateError as error:
+            rules.found.error(str(error))
+            return
+        rules.discreet(where, f"discreet email layout ({locale})", re.sub(r"<[^>]+>", " ", html), None)
+
+
+def _check_clinic_texts(rules: _Rules, templates: Templates, config_dir: Path) -> None:
+    """[sms] and each [sms.<locale>]: every text renders, names no sensitive term (every
+    patient gets them, discreet or not) and fits the segment limit."""
+    clinic, where = templates.clinic, Path(config_dir) / "clinic.toml"
+    tables = [("sms", {key: getattr(clinic, attr) for key, attr in SMS_TEXTS.items()})]
+    tables += [(f"sms.{locale}", clinic.sms_by_locale[locale]) for locale in clinic.sms_locales]
+    for table, texts in tables:
+        for key, source in texts.items():
+            label = f"{where} [{table}] {key}"
+            try:
+                text = templates.render_text(source, {})
+            except TemplateError as error:
+                rules.found.error(f"{label}: {error}")
+                continue
+            if not text and key != "footer":
+                rules.found.error(f"{label}: renders empty")
+            rules.sms(label, text, True, None)
 
 
 def check_templates(config_dir: Path, messages_dir: Path, clinic: Clinic,
@@ -185,12 +281,20 @@ def check_templates(config_dir: Path, messages_dir: Path, clinic: Clinic,
     found, templates = _Findings(), Templates(messages_dir, clinic)
     terms = load_sensitive_terms(config_dir)
     if not terms:
-        found.warn(f"{Path(config_dir) / 'sensitive_terms.txt'}: missing or empty; discreet SMS are not checked")
+        found.warn(f"{Path(config_dir) / TERMS_FILE}: missing or empty; discreet SMS are not checked")
+    rules = _Rules(found, clinic, terms)
+    if Path(messages_dir).is_dir():
+        _check_instructions(found, templates)
+    locales = {clinic.locale}
     for campaign in campaigns.values():
         for step in campaign.steps:
             for channel in step.channels:
-                _check_step(found, templates, campaign, step, channel, terms)
+                _check_step(rules, templates, campaign, step, channel)
+                if channel == "email":
+                    locales.update(_locales(Path(messages_dir), campaign.id, step.id, channel))
+    if any("email" in s.channels for c in campaigns.values() for s in c.steps):
+        _check_layout(rules, templates, sorted(locales))
     if Path(messages_dir).is_dir():
         _check_strays(found, Path(messages_dir), campaigns)
-    _check_clinic_texts(found, templates, config_dir, terms)
+    _check_clinic_texts(rules, templates, config_dir)
     return list(found.errors.values()), list(found.warnings.values())

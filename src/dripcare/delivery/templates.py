@@ -26,10 +26,38 @@ from dripcare.config.clinic import Clinic
 from dripcare.domain.timing import zone
 
 EMAIL_LAYOUT = "_layouts/email.html.j2"
+_UNSUBSCRIBE = {"en": "Unsubscribe", "es": "Darse de baja"}  # the plain-text part's last line
 
 
 class TemplateError(Exception):
     """One line: which template, what is wrong (and the line, when Jinja knows it)."""
+
+
+class Instructions(dict):
+    """clinic.toml [instructions] as templates see it (`clinic.instructions.fasting_hours`)."""
+
+
+def missing_instruction(key: str) -> str:
+    return f"clinic.instructions.{key} is not in clinic.toml [instructions]; add {key} there"
+
+
+class _Undefined(StrictUndefined):
+    """StrictUndefined, and a clinic value the clinic file lacks is named as such."""
+
+    __slots__ = ()
+
+    @property
+    def _undefined_message(self) -> str:
+        if isinstance(self._undefined_obj, Instructions) and isinstance(self._undefined_name, str):
+            return missing_instruction(self._undefined_name)
+        return super()._undefined_message
+
+
+def clinic_view(clinic: Clinic) -> dict[str, object]:
+    """What templates see as `clinic`: its values, and its [instructions]."""
+    values = clinic.template_context()
+    values["instructions"] = Instructions(values.get("instructions") or {})
+    return values
 
 
 @dataclass(frozen=True)
@@ -76,27 +104,24 @@ GSM7_EXTENSION = frozenset("^{}\\[~]|€\f")  # each costs an escape septet: cou
 GSM7 = GSM7_BASIC | GSM7_EXTENSION
 
 # One non-GSM-7 character turns the whole text into UCS-2 (70 per segment instead of
-# 160), and editors love curly quotes and long dashes.
+# 160), and editors love curly quotes and long dashes: punctuation with a GSM-7 twin is
+# replaced. Letters are the patient's language and never change (SPEC 4): "sesión" stays.
 _TWINS = str.maketrans({
-    **dict.fromkeys("\u2018\u2019\u201a\u201b\u2032\u00b4`", "'"),
+    **dict.fromkeys("\u2018\u2019\u201a\u201b\u2032\u00b4`\u2039\u203a", "'"),
     **dict.fromkeys("\u201c\u201d\u201e\u201f\u2033\u00ab\u00bb", '"'),
     **dict.fromkeys("\u2010\u2011\u2012\u2013\u2014\u2015\u2212\u2022\u00b7", "-"),
     **dict.fromkeys("\u200b\u200c\u200d\u2060\ufeff\u00ad", ""),
-    "\u2026": "...",
+    # Bidirectional overrides and isolates can make a text read differently than it is.
+    **dict.fromkeys("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f", ""),
+    "\u2026": "...", "\ufb01": "fi", "\ufb02": "fl",
 })
 
 
-def _gsm_twin(char: str) -> str:
-    """`á` -> `a`, `ﬁ` -> `fi`: the compatibility form without accents, when that is GSM-7."""
-    if char in GSM7:
-        return char
-    plain = "".join(c for c in unicodedata.normalize("NFKD", char) if not unicodedata.combining(c))
-    return plain if plain and all(c in GSM7 for c in plain) else char
-
-
 def clean_sms(text: str) -> str:
-    """Whitespace folded to single spaces; characters with a GSM-7 twin replaced by it."""
-    text = "".join(_gsm_twin(c) for c in text.translate(_TWINS))
+    """Whitespace (non-breaking and thin spaces too) folded to single spaces; punctuation
+    with a GSM-7 twin replaced by it; control characters dropped; letters kept as written."""
+    text = text.translate(_TWINS)
+    text = "".join(c for c in text if c.isspace() or unicodedata.category(c) != "Cc")
     return " ".join(text.split())
 
 
@@ -128,6 +153,7 @@ class _Phrasing:
     near: tuple[str, str, str]  # yesterday, today, tomorrow
     on: str  # "on {}"
     date: Callable[[str, str, int], str]  # weekday, month, day
+    day_month: Callable[[str, int], str]  # month, day: a date without its weekday
     year: Callable[[str, int], str]  # date text, year
     clock: Callable[[time], str]
     at: Callable[[str, time, str], str]  # day phrase, time, clock text
@@ -140,6 +166,7 @@ _PHRASING = {
                 "September", "October", "November", "December"),
         near=("yesterday", "today", "tomorrow"), on="on {}",
         date=lambda weekday, month, day: f"{weekday}, {month} {day}",
+        day_month=lambda month, day: f"{month} {day}",
         year=lambda text, year: f"{text}, {year}",
         clock=lambda t: f"{t.hour % 12 or 12}:{t.minute:02d} {'AM' if t.hour < 12 else 'PM'}",
         at=lambda day, t, clock: f"{day} at {clock}"),
@@ -149,6 +176,7 @@ _PHRASING = {
                 "septiembre", "octubre", "noviembre", "diciembre"),
         near=("ayer", "hoy", "mañana"), on="el {}",
         date=lambda weekday, month, day: f"{weekday} {day} de {month}",
+        day_month=lambda month, day: f"{day} de {month}",
         year=lambda text, year: f"{text} de {year}",
         clock=lambda t: f"{t.hour}:{t.minute:02d}",
         at=lambda day, t, clock: f"{day} a la{'' if t.hour == 1 else 's'} {clock}"),
@@ -157,18 +185,21 @@ _LOCALE_IN_NAME = re.compile(r"\.(?:sms\.([\w-]+)\.j2|email\.([\w-]+)\.md\.j2)$"
 _LOCALE = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*$")
 
 
-def _date_text(day: date, now: datetime, words: _Phrasing) -> str:
-    text = words.date(words.weekdays[day.weekday()], words.months[day.month - 1], day.day)
+def _date_text(day: date, now: datetime, words: _Phrasing, weekday: bool = True) -> str:
+    month = words.months[day.month - 1]
+    text = words.date(words.weekdays[day.weekday()], month, day.day) if weekday else words.day_month(month, day.day)
     return text if day.year == now.year else words.year(text, day.year)
 
 
-def _relative_day(day: date, now: datetime, words: _Phrasing) -> str:
+def _relative_day(day: date, now: datetime, words: _Phrasing, weekday: bool = True) -> str:
+    """ "today", "on Friday", "on Friday, June 19"; without the weekday, "on June 19"
+    (a short SMS that must stay GSM-7: "sábado" is not)."""
     days = (day - now.date()).days
     if -1 <= days <= 1:
         return words.near[days + 1]
-    if -6 <= days <= 6:
+    if -6 <= days <= 6 and weekday:
         return words.on.format(words.weekdays[day.weekday()])
-    return words.on.format(_date_text(day, now, words))
+    return words.on.format(_date_text(day, now, words, weekday))
 
 
 # --- Context --------------------------------------------------------------------------
@@ -194,7 +225,7 @@ def build_context(*, patient: PatientFacts, clinic: Clinic, campaign: Campaign,
         "patient": {"first_name": patient.first_name, "preferred_name": patient.preferred_name,
                     "name": patient.preferred_name or patient.first_name,
                     "locale": patient.locale, "discreet": patient.discreet},
-        "clinic": clinic.template_context(),
+        "clinic": clinic_view(clinic),
         "campaign": {"id": campaign.id, "name": campaign.name},
         "session": _session_view(session, tz) if session is not None else None,
         "sessions": [_session_view(s, tz) for s in sessions],
@@ -238,7 +269,7 @@ class Templates:
         self.clinic = clinic
         # Immutable: one context's lists and dicts are shared by every rendering of it.
         self.env = ImmutableSandboxedEnvironment(
-            loader=FileSystemLoader(str(self.messages_dir)), undefined=StrictUndefined,
+            loader=FileSystemLoader(str(self.messages_dir)), undefined=_Undefined,
             autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=False),
             trim_blocks=True, lstrip_blocks=True, finalize=_refuse_none)
         self.env.filters.update(date=self._date, time=self._time, when=self._when,
@@ -260,16 +291,20 @@ class Templates:
             raise jinja2.TemplateRuntimeError(f"date and time filters need a datetime and `now`, got {value!r}")
         return value.astimezone(now.tzinfo), now, _PHRASING[self._language(context.name)]
 
-    def _language(self, name: str | None) -> str:
-        match = _LOCALE_IN_NAME.search(name or "")
-        locale = (match and (match[1] or match[2])) or self.clinic.locale
-        language = locale.replace("_", "-").split("-")[0].lower()
+    def language(self, locale: str | None) -> str:
+        """The language dates are phrased in for a locale ("es-MX": "es"); English when
+        dripcare has no phrasing for it."""
+        language = (locale or self.clinic.locale).replace("_", "-").split("-")[0].lower()
         return language if language in _PHRASING else "en"
 
+    def _language(self, name: str | None) -> str:
+        match = _LOCALE_IN_NAME.search(name or "")
+        return self.language((match and (match[1] or match[2])) or None)
+
     @pass_context
-    def _date(self, context, value) -> str:
+    def _date(self, context, value, weekday: bool = True) -> str:
         value, now, words = self._local(context, value)
-        return _date_text(value.date(), now, words)
+        return _date_text(value.date(), now, words, weekday)
 
     @pass_context
     def _time(self, context, value) -> str:
@@ -277,15 +312,17 @@ class Templates:
         return words.clock(value.time())
 
     @pass_context
-    def _relative_day(self, context, value) -> str:
+    def _relative_day(self, context, value, weekday: bool = True) -> str:
         value, now, words = self._local(context, value)
-        return _relative_day(value.date(), now, words)
+        return _relative_day(value.date(), now, words, weekday)
 
     @pass_context
-    def _when(self, context, value) -> str:
-        """ "tomorrow at 9:30 AM", "on Friday at 9:30 AM", "on Friday, June 18 at 9:30 AM"."""
+    def _when(self, context, value, weekday: bool = True) -> str:
+        """ "tomorrow at 9:30 AM", "on Friday at 9:30 AM", "on Friday, June 18 at 9:30 AM";
+        `when(weekday=false)`: "tomorrow at 9:30 AM", "on June 18 at 9:30 AM"."""
         value, now, words = self._local(context, value)
-        return words.at(_relative_day(value.date(), now, words), value.time(), words.clock(value.time()))
+        day = _relative_day(value.date(), now, words, weekday)
+        return words.at(day, value.time(), words.clock(value.time()))
 
     def _error(self, name: str, error: Exception, filename: str | None = None) -> TemplateError:
         if isinstance(error, jinja2.TemplateNotFound):  # TemplatesNotFound: no locale variant nor base
@@ -344,13 +381,22 @@ class Templates:
         body = self._block(template, "body", blocks).strip()
         if not subject:
             raise TemplateError(f"{self.messages_dir / template.name}: renders an empty subject")
-        layout = self._layout()
-        html = self._run(layout, lambda: layout.render(
-            subject=subject, body_html=Markup(self.markdown.render(body)), clinic=self.clinic.template_context(),
-            unsubscribe_url=unsubscribe_url, locale=self._language(template.name)))
+        language = self._language(template.name)
+        html = self.layout_html(subject, Markup(self.markdown.render(body)), language,
+                                discreet=bool(context.get("patient", {}).get("discreet")),
+                                unsubscribe_url=unsubscribe_url)
         # Plain-text readers need the way out as much as HTML readers do.
-        text = f"{body}\n\n--\nUnsubscribe: {unsubscribe_url}" if unsubscribe_url else body
+        text = f"{body}\n\n--\n{_UNSUBSCRIBE.get(language, 'Unsubscribe')}: {unsubscribe_url}" if unsubscribe_url else body
         return EmailRendering(subject=subject, text=text, html=html)
+
+    def layout_html(self, subject: str, body_html: Markup, language: str, *, discreet: bool,
+                    unsubscribe_url: str | None = None) -> str:
+        """The email shell around a body. `discreet`: the header and footer show the
+        clinic's neutral name (`sms_name`), since a lock screen shows the first lines."""
+        layout = self._layout()
+        return self._run(layout, lambda: layout.render(
+            subject=subject, body_html=body_html, clinic=clinic_view(self.clinic), discreet=discreet,
+            unsubscribe_url=unsubscribe_url, locale=language))
 
     def _layout(self) -> jinja2.Template:
         try:
@@ -368,6 +414,6 @@ class Templates:
             except jinja2.TemplateSyntaxError as error:
                 raise TemplateError(f"text {source[:40]!r}: line {error.lineno}: {_one_line(error)}") from None
         try:
-            return clean_sms(template.render({"clinic": self.clinic.template_context(), **context}))
+            return clean_sms(template.render({"clinic": clinic_view(self.clinic), **context}))
         except Exception as error:
             raise TemplateError(f"text {source[:40]!r}: {_one_line(error)}") from None

@@ -75,6 +75,11 @@ def cancel_planned(session: Session, message_id: int, at: datetime, reason: str,
                  next_attempt_at=None)
 
 
+def recancel(session: Session, message_id: int, at: datetime, reason: str, by: str | None) -> bool:
+    """A cancelled row planning owns, cancelled now for another reason (paused, then opted out)."""
+    return _move(session, message_id, (S.CANCELLED,), S.CANCELLED, at, "cancelled", reason=reason, by=by)
+
+
 def replan_row(session: Session, message_id: int, current: str, status: str, reason: str | None,
                due_at: datetime, expires_at: datetime, priority: int, at: datetime, by: str | None) -> str | None:
     """Move, skip or reopen a row planning still owns; the event kind, or None if it changed meanwhile."""
@@ -344,3 +349,34 @@ def recipients(session: Session) -> dict[int, tuple[str, str, str]]:
                                      Patient.timezone, Message.step_id)
                            .join(Patient, Message.patient_id == Patient.id)).all()
     return {m: (name, tz, step) for m, name, tz, step in rows}
+
+
+# --- what a staff change did, and what comes next (the CLI's summaries) ---------------------------
+
+@dataclass(frozen=True)
+class RowBrief:
+    """A message row as a change summary compares it, copied out of the session."""
+
+    id: int
+    enrollment_id: int
+    channel: str
+    step_id: str
+    status: str
+    reason: str | None
+    due_at: datetime
+
+
+def briefs_of_patient(session: Session, patient_id: int) -> dict[int, RowBrief]:
+    """One patient's rows as plain values (read afresh: a summary compares before and after)."""
+    rows = session.execute(sa.select(message.c.id, message.c.enrollment_id, message.c.channel, message.c.step_id,
+                                     message.c.status, message.c.reason, message.c.due_at)
+                           .where(message.c.patient_id == patient_id)).all()
+    return {r.id: RowBrief(*r) for r in rows}
+
+
+def next_planned(session: Session, patient_id: int) -> Message | None:
+    """The patient's next message to go out: the earliest scheduled row (a retry at its retry time)."""
+    when = sa.func.coalesce(Message.next_attempt_at, Message.due_at)
+    return session.execute(sa.select(Message).where(Message.patient_id == patient_id,
+                                                    Message.status == S.SCHEDULED)
+                           .order_by(when, Message.id).limit(1)).scalars().first()

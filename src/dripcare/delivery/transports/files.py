@@ -34,6 +34,7 @@ class FileTransport:
         self.channel = channel
         self.path = Path(outbox_dir) / f"{channel}.jsonl"
         self.email_from, self.reply_to = email_from, reply_to
+        self._lock = _lock_for(self.path)
 
     def send(self, outgoing: Outgoing) -> str:
         line = json.dumps(self.record(outgoing), ensure_ascii=False) + "\n"
@@ -45,12 +46,15 @@ class FileTransport:
         return f"file-{outgoing.message_id}"
 
     def _append(self, line: str) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with _lock_for(self.path):
+        with self._lock:
             # Opened per send: a developer may delete or move the file between runs.
-            with self.path.open("a", encoding="utf-8") as out:
+            try:
+                out = open(self.path, "a", encoding="utf-8")
+            except FileNotFoundError:  # the folder is not there (yet, or any more)
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                out = open(self.path, "a", encoding="utf-8")
+            with out:
                 out.write(line)
-                out.flush()
 
     def record(self, outgoing: Outgoing) -> dict:
         record = {"message_id": outgoing.message_id, "channel": outgoing.channel,
