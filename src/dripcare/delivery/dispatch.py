@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import time
 from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -45,7 +46,8 @@ from dripcare.store.models import Message
 log = logging.getLogger("dripcare.dispatch")
 UNCONFIRMED_GRACE = timedelta(minutes=10)
 TEMPLATE_RETRY = timedelta(minutes=10)
-LEAD = 0.2  # seconds before its first slot a group is checked: within a second of every send
+LEAD = 0.2  # at most this long before its first slot a group is checked: within a second of every send
+FIRST_LEAD = 0.05  # what checking a group is assumed to take, until a lane has timed one
 GROUP_MAX = 100  # rows judged and stored together when the rate leaves room for that many
 # Expiry and quiet hours are judged a second past the slot: the request must reach the
 # provider before the moment ends, not merely leave here before it.
@@ -89,6 +91,7 @@ class Dispatcher:
         self._pool = ThreadPoolExecutor(max_workers=options.concurrency, thread_name_prefix="send")
         self._slots = threading.BoundedSemaphore(options.concurrency)
         self._answers = _Answers(self)
+        self._lead: dict[str, float] = {}
 
     @property
     def templates(self):
@@ -104,13 +107,17 @@ class Dispatcher:
         summary: Counter = Counter()
         self.resolve_in_doubt(summary)
         share = max(1, self.workers())
-        lanes = [threading.Thread(target=self._lane, args=(channel, share, summary), name=f"lane-{channel}")
+        # Each lane counts on its own (a Counter is not safe across threads); summed at the end.
+        counts = {channel: Counter() for channel in self.rates}
+        lanes = [threading.Thread(target=self._lane, args=(channel, share, counts[channel]), name=f"lane-{channel}")
                  for channel in self.rates]
         for lane in lanes:
             lane.start()
         for lane in lanes:
             lane.join()
         self._answers.flush(summary, wait=True)
+        for lane_counts in counts.values():
+            summary.update(lane_counts)
         return summary
 
     def claim_size(self, channel: str, share: int) -> int:
@@ -134,7 +141,7 @@ class Dispatcher:
 
     def _run_lane(self, channel: str, share: int, summary: Counter) -> None:
         pacer, queue, exhausted = self.rates[channel], deque(), False
-        size = self._group_size(pacer)
+        size, self._lead[channel] = self._group_size(pacer), FIRST_LEAD
         while not self.stopping.is_set():
             if len(queue) < size and not exhausted:
                 if self._paused(channel):
@@ -150,21 +157,26 @@ class Dispatcher:
                 summary["released"] += self._release(list(queue))
                 queue.clear()
                 break
-            self._send_group(pacer, [queue.popleft() for _ in range(min(size, len(queue)))], summary)
+            self._send_group(channel, pacer, [queue.popleft() for _ in range(min(size, len(queue)))], summary)
             self._answers.flush(summary)
         if queue:  # stopping: claimed, never judged, never sent
             summary["released"] += self._release(list(queue))
 
-    def _send_group(self, pacer: Pacer, ids: list[int], summary: Counter) -> None:
+    def _send_group(self, channel: str, pacer: Pacer, ids: list[int], summary: Counter) -> None:
         """Slots, then the check, then the sends: split over the free send threads, each
-        taking every n-th slot so its own sends are n slots apart."""
+        taking every n-th slot so its own sends are n slots apart. The first slot is at
+        least as far off as checking the group takes, so the sends can leave on time."""
         threads = self._take_send_threads(len(ids))
-        slots = pacer.reserve(len(ids))
-        if not pacer.wait_until(slots[0] - LEAD, self.stopping):
+        lead = self._lead[channel]
+        slots = pacer.reserve(len(ids), lead)
+        if not pacer.wait_until(slots[0] - lead, self.stopping):
             summary["released"] += self._release(ids)
             self._slots.release(threads)
             return
+        started = time.monotonic()
         ready = self._judge_group(ids, slots, pacer, summary)
+        # The next group's lead: this check's time with room to spare, never past LEAD.
+        self._lead[channel] = min(LEAD, max(0.005, 1.5 * (time.monotonic() - started)))
         chunks = [ready[i::threads] for i in range(threads)]
         for chunk in chunks:
             if chunk:

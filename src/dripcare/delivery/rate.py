@@ -34,6 +34,9 @@ from sqlalchemy.engine import Engine
 MARGIN = 1.07  # spacing stretched by 7%: room for TOLERANCE and jitter in every window
 TOLERANCE = 0.03  # seconds a send may start after its slot
 JITTER = 0.04  # seconds between a start here and its arrival at the provider, at worst
+# Above this, a rate is "out of the way" (no SMS or email sender takes a thousand a second
+# from one account): a late send is not put back for it.
+NO_LIMIT = 1000.0
 
 
 def spacing(per_second: float) -> float:
@@ -51,7 +54,7 @@ class Pacer(Protocol):
 
     def now(self) -> float: ...
 
-    def reserve(self, count: int) -> list[float]: ...
+    def reserve(self, count: int, lead: float = 0.0) -> list[float]: ...
 
     def wait_until(self, instant: float, stopping: threading.Event | None = None) -> bool: ...
 
@@ -78,10 +81,11 @@ class SendRate:
     def now(self) -> float:
         return self._now()
 
-    def reserve(self, count: int) -> list[float]:
-        """The next `count` free slots, in order; reserved at once, waited for by the caller."""
+    def reserve(self, count: int, lead: float = 0.0) -> list[float]:
+        """The next `count` free slots, in order, none sooner than `lead` seconds from now
+        (the time the caller needs to check the messages before they go)."""
         with self._lock:
-            start = max(self._now(), self._next)
+            start = max(self._now() + lead, self._next)
             self._next = start + count * self.spacing
         return [start + i * self.spacing for i in range(count)]
 
@@ -124,12 +128,13 @@ class SharedRate(SendRate):
     """Every worker's pacer for one channel, through the `send_rate` row on PostgreSQL."""
 
     def may_start(self, slot: float) -> bool:
-        # The other workers' starts are not known here: only a send on time may go.
-        return self.now() <= slot + self.tolerance
+        # The other workers' starts are not known here: only a send on time may go, unless
+        # the rate is beyond any sender's (then it only spaces the sends, as a courtesy).
+        return self.per_second > NO_LIMIT or self.now() <= slot + self.tolerance
 
     _TAKE = sa.text(
-        "UPDATE send_rate SET next_at = GREATEST(next_at, clock_timestamp() AT TIME ZONE 'UTC') "
-        "+ make_interval(secs => :span) WHERE channel = :channel "
+        "UPDATE send_rate SET next_at = GREATEST(next_at, clock_timestamp() AT TIME ZONE 'UTC' "
+        "+ make_interval(secs => :lead)) + make_interval(secs => :span) WHERE channel = :channel "
         "RETURNING next_at, clock_timestamp() AT TIME ZONE 'UTC'")
     _CREATE = sa.text("INSERT INTO send_rate (channel, next_at) VALUES (:channel, clock_timestamp() "
                       "AT TIME ZONE 'UTC') ON CONFLICT (channel) DO NOTHING")
@@ -138,14 +143,18 @@ class SharedRate(SendRate):
         super().__init__(per_second, tolerance=tolerance)
         self.engine, self.channel = engine, channel
 
-    def reserve(self, count: int) -> list[float]:
+    def reserve(self, count: int, lead: float = 0.0) -> list[float]:
         span = count * self.spacing
+        taking = {"span": span, "lead": lead, "channel": self.channel}
         with self.engine.begin() as connection:
-            row = connection.execute(self._TAKE, {"span": span, "channel": self.channel}).first()
+            asked = time.monotonic()
+            row = connection.execute(self._TAKE, taking).first()
             if row is None:  # the first send of this channel anywhere
                 connection.execute(self._CREATE, {"channel": self.channel})
-                row = connection.execute(self._TAKE, {"span": span, "channel": self.channel}).first()
-        local = time.monotonic()
+                asked = time.monotonic()
+                row = connection.execute(self._TAKE, taking).first()
+            # The server read its clock between our asking and its answer: take the middle.
+            local = (asked + time.monotonic()) / 2
         end, server_now = row
         first = local + (end - server_now) / timedelta(seconds=1) - span
         return [first + i * self.spacing for i in range(count)]

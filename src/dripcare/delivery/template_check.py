@@ -6,8 +6,8 @@ What the check holds every rendering to:
 - it renders (no missing variable, no literal None, no clinic value the clinic lacks);
 - a discreet SMS, and a discreet email's subject, opening lines and layout, name no
   sensitive term (the matcher the dispatcher uses at send time);
-- an SMS fits `[sms] max_segments` as the dispatcher sends it: enrollment steps (the
-  first SMS of an enrollment, the opt-in confirmation) with the footer, others alone;
+- an SMS fits `[sms] max_segments` with the footer of the patient's locale, since the
+  footer may ride on any of them (the first SMS of an enrollment, the first after START);
 - the [sms] and [sms.<locale>] texts (footer, replies) obey the same rules.
 """
 
@@ -19,13 +19,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import jinja2
-from jinja2 import nodes
 from markupsafe import Markup
 
 from dripcare.config.clinic import SMS_TEXTS, Clinic
 from dripcare.config.terms import TERMS_FILE, load_sensitive_terms
-from dripcare.delivery.templates import (GSM7, PatientFacts, SessionFacts, TemplateError, Templates, build_context,
-                                         missing_instruction, sms_segments, template_name)
+from dripcare.delivery.templates import (EMAIL_LAYOUT, GSM7, PatientFacts, SessionFacts, TemplateError, Templates,
+                                         build_context, missing_instruction, sms_segments, template_name)
 from dripcare.domain.campaign import Campaign, Step
 from dripcare.domain.discreet import SensitiveTerms
 from dripcare.domain.timing import apply_offset, resolve_wall, zone
@@ -135,7 +134,7 @@ class _Rules:
             self.discreet(where, "discreet SMS", text, sample)
         segments, encoding = sms_segments(text)
         if segments > self.max_segments:
-            footer = " with the footer (the first SMS of an enrollment)" if with_footer else ""
+            footer = " with the footer" if with_footer else ""
             self.found.error(f"{where}: {segments} SMS segments ({encoding}){footer}, more than "
                              f"[sms] max_segments = {self.max_segments}", sample)
         symbol = _avoidable_ucs2(text)
@@ -167,17 +166,33 @@ def _check_sample(rules: _Rules, templates: Templates, campaign: Campaign, step:
                   locale: str, where: str, sample: str, context: dict) -> None:
     discreet = context["patient"]["discreet"]
     if channel == "sms":
-        footer = templates.clinic.sms_text("footer", locale) if step.anchor == "enrollment" else None
-        text = templates.render_sms(campaign.id, step.id, locale, context, footer=footer or None).text
+        footer = templates.clinic.sms_text("footer", locale) or None
+        text = templates.render_sms(campaign.id, step.id, locale, context, footer=footer).text
         rules.sms(where, text, discreet, sample, with_footer=bool(footer))
         return
-    email = templates.render_email(campaign.id, step.id, locale, context, "https://example.org/u/x")
-    if _NONE.search(email.subject) or _NONE.search(email.text):
+    subject, body = templates.email_text(campaign.id, step.id, locale, context)
+    if _NONE.search(subject) or _NONE.search(body):
         rules.found.error(f"{where}: renders a literal None", sample)
     if discreet:
-        rules.discreet(where, "discreet email subject", email.subject, sample)
-        rules.discreet(where, f"discreet email's first {EMAIL_OPENING} characters", email.text[:EMAIL_OPENING],
-                       sample)
+        rules.discreet(where, "discreet email subject", subject, sample)
+        rules.discreet(where, f"discreet email's first {EMAIL_OPENING} characters", body[:EMAIL_OPENING], sample)
+
+
+_INCLUDE = re.compile(r"""{%-?\s*(?:include|import|from|extends)\b(\s*["']([^"']+)["'])?""")
+
+
+def _mentions(messages_dir: Path, name: str, word: str, depth: int = 0) -> bool:
+    """Does a template, or one it includes, mention `word`? When unsure, yes."""
+    try:
+        source = (messages_dir / name).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return True
+    if word in source:
+        return True
+    included = _INCLUDE.findall(source)
+    if any(not target for _, target in included) or (included and depth > 5):
+        return True  # a template name computed at render time: cannot tell
+    return any(_mentions(messages_dir, target, word, depth + 1) for _, target in included)
 
 
 def _check_step(rules: _Rules, templates: Templates, campaign: Campaign, step: Step, channel: str) -> None:
@@ -186,10 +201,16 @@ def _check_step(rules: _Rules, templates: Templates, campaign: Campaign, step: S
     if not (messages_dir / base).is_file():
         rules.found.error(f"{messages_dir / base}: missing template for step {step.id!r} ({channel})")
         return
-    for locale in [clinic.locale, *_locales(messages_dir, campaign.id, step.id, channel)]:
-        where = str(messages_dir / (base if locale == clinic.locale else
-                                    template_name(campaign.id, step.id, channel, locale)))
-        for sample, context in sample_contexts(clinic, campaign, step, locale):
+    files = _locales(messages_dir, campaign.id, step.id, channel)
+    # A locale with its own [sms.<locale>] texts but no template file gets the base file
+    # with its own footer: that pair is checked too.
+    others = set(files) | (set(clinic.sms_locales) if channel == "sms" else set())
+    for locale in [clinic.locale, *sorted(others - {clinic.locale})]:
+        name = template_name(campaign.id, step.id, channel, locale) if locale in files else base
+        where = str(messages_dir / name)
+        # Modality variants only where the wording can follow the modality (a faster check).
+        modalities = tuple(MODALITIES) if _mentions(messages_dir, name, "modality") else tuple(MODALITIES)[:1]
+        for sample, context in sample_contexts(clinic, campaign, step, locale, modalities=modalities):
             try:
                 _check_sample(rules, templates, campaign, step, channel, locale, where, sample, context)
             except TemplateError as error:
@@ -210,19 +231,15 @@ def _check_strays(found: _Findings, messages_dir: Path, campaigns: dict[str, Cam
                 found.warn(f"{path}: no step of campaign {folder.name!r} sends it by {channel or '?'}; ignored")
 
 
-def _instruction_uses(tree: nodes.Template) -> list[tuple[str, int]]:
-    """(key, line) of every `clinic.instructions.<key>` or `clinic.instructions["key"]`."""
-    uses = []
-    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
-        parent = node.node
-        if not (isinstance(parent, nodes.Getattr) and parent.attr == "instructions"
-                and isinstance(parent.node, nodes.Name) and parent.node.name == "clinic"):
-            continue
-        if isinstance(node, nodes.Getattr):
-            uses.append((node.attr, node.lineno))
-        elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
-            uses.append((node.arg.value, node.lineno))
-    return uses
+_COMMENT = re.compile(r"{#.*?#}", re.S)
+_INSTRUCTION = re.compile(r"""\bclinic\.instructions(?:\.([A-Za-z_]\w*)|\[\s*["']([^"']+)["']\s*\])""")
+
+
+def _instruction_uses(source: str) -> list[tuple[str, int]]:
+    """(key, line) of every `clinic.instructions.<key>` or `clinic.instructions["key"]`
+    outside comments (comments are blanked, lines kept)."""
+    source = _COMMENT.sub(lambda m: "\n" * m[0].count("\n"), source)
+    return [(m[1] or m[2], source.count("\n", 0, m.start()) + 1) for m in _INSTRUCTION.finditer(source)]
 
 
 _DICT_METHODS = frozenset(("get", "items", "keys", "values"))
@@ -234,21 +251,21 @@ def _check_instructions(found: _Findings, templates: Templates) -> None:
     defined = set(templates.clinic.instructions)
     for path in sorted(templates.messages_dir.rglob("*.j2")):
         try:
-            tree = templates.env.parse(path.read_text(encoding="utf-8"))
-        except (jinja2.TemplateSyntaxError, OSError, UnicodeDecodeError):
-            continue  # rendering names it, with its line
-        for key, line in _instruction_uses(tree):
+            source = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue  # rendering names it
+        for key, line in _instruction_uses(source):
             if key not in defined and key not in _DICT_METHODS:
                 found.error(f"{path}: line {line}: {missing_instruction(key)}")
 
 
 def _check_layout(rules: _Rules, templates: Templates, locales: list[str]) -> None:
     """The email shell's header and footer, as a discreet patient's inbox shows them."""
+    where = str(templates.messages_dir / EMAIL_LAYOUT)
     for locale in locales:
-        language = templates.language(locale)
-        where = str(templates.messages_dir / "_layouts" / "email.html.j2")
         try:
-            html = templates.layout_html("", Markup(""), language, discreet=True, unsubscribe_url="https://example.org/u/x")
+            html = templates.layout_html("", Markup(""), templates.language(locale), discreet=True,
+                                         unsubscribe_url="https://example.org/u/x")
         except TemplateError as error:
             rules.found.error(str(error))
             return
@@ -276,8 +293,9 @@ def _check_clinic_texts(rules: _Rules, templates: Templates, config_dir: Path) -
 
 def check_templates(config_dir: Path, messages_dir: Path, clinic: Clinic,
                     campaigns: dict[str, Campaign]) -> tuple[list[str], list[str]]:
-    """(errors, warnings) from rendering every template of every campaign with samples:
-    SMS both discreet and not, every locale file, optional values filled and empty."""
+    """(errors, warnings), one line each: every template of every campaign rendered with
+    samples (see the module's docstring for what each is held to), the email layout, the
+    clinic's [sms] texts, and every clinic value a template names."""
     found, templates = _Findings(), Templates(messages_dir, clinic)
     terms = load_sensitive_terms(config_dir)
     if not terms:

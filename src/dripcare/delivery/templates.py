@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import re
 import traceback
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 
 import jinja2
@@ -115,14 +114,13 @@ _TWINS = str.maketrans({
     **dict.fromkeys("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f", ""),
     "\u2026": "...", "\ufb01": "fi", "\ufb02": "fl",
 })
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")  # Unicode's control characters (Cc): ESC, BEL, tabs...
 
 
 def clean_sms(text: str) -> str:
     """Whitespace (non-breaking and thin spaces too) folded to single spaces; punctuation
     with a GSM-7 twin replaced by it; control characters dropped; letters kept as written."""
-    text = text.translate(_TWINS)
-    text = "".join(c for c in text if c.isspace() or unicodedata.category(c) != "Cc")
-    return " ".join(text.split())
+    return " ".join(_CONTROL.sub(" ", text.translate(_TWINS)).split())
 
 
 def _segments(units: list[int], single: int, multi: int) -> int:
@@ -157,6 +155,7 @@ class _Phrasing:
     year: Callable[[str, int], str]  # date text, year
     clock: Callable[[time], str]
     at: Callable[[str, time, str], str]  # day phrase, time, clock text
+    units: dict[str, tuple[str, str]]  # "hour": ("hour", "hours")
 
 
 _PHRASING = {
@@ -169,7 +168,8 @@ _PHRASING = {
         day_month=lambda month, day: f"{month} {day}",
         year=lambda text, year: f"{text}, {year}",
         clock=lambda t: f"{t.hour % 12 or 12}:{t.minute:02d} {'AM' if t.hour < 12 else 'PM'}",
-        at=lambda day, t, clock: f"{day} at {clock}"),
+        at=lambda day, t, clock: f"{day} at {clock}",
+        units={"hour": ("hour", "hours"), "minute": ("minute", "minutes")}),
     "es": _Phrasing(
         weekdays=("lunes", "martes", "miércoles", "jueves", "viernes", "sábado", "domingo"),
         months=("enero", "febrero", "marzo", "abril", "mayo", "junio", "julio", "agosto",
@@ -179,7 +179,8 @@ _PHRASING = {
         day_month=lambda month, day: f"{day} de {month}",
         year=lambda text, year: f"{text} de {year}",
         clock=lambda t: f"{t.hour}:{t.minute:02d}",
-        at=lambda day, t, clock: f"{day} a la{'' if t.hour == 1 else 's'} {clock}"),
+        at=lambda day, t, clock: f"{day} a la{'' if t.hour == 1 else 's'} {clock}",
+        units={"hour": ("hora", "horas"), "minute": ("minuto", "minutos")}),
 }
 _LOCALE_IN_NAME = re.compile(r"\.(?:sms\.([\w-]+)\.j2|email\.([\w-]+)\.md\.j2)$")
 _LOCALE = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*$")
@@ -200,6 +201,24 @@ def _relative_day(day: date, now: datetime, words: _Phrasing, weekday: bool = Tr
     if -6 <= days <= 6 and weekday:
         return words.on.format(words.weekdays[day.weekday()])
     return words.on.format(_date_text(day, now, words, weekday))
+
+
+def _number(value) -> int | float:
+    if isinstance(value, jinja2.Undefined):
+        str(value)  # raises the UndefinedError that names what is missing
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise jinja2.TemplateRuntimeError(f"hours and minutes filters need a number, got {value!r}")
+    return value
+
+
+def _hours_before(value, hours) -> datetime:
+    """`session.starts_at | hours_before(clinic.instructions.fasting_hours) | time`: the
+    clock time that many hours before (elapsed time, so right across a DST change)."""
+    if isinstance(value, jinja2.Undefined):
+        str(value)
+    if not isinstance(value, datetime):
+        raise jinja2.TemplateRuntimeError(f"hours_before needs a datetime, got {value!r}")
+    return (value.astimezone(timezone.utc) - timedelta(hours=_number(hours))).astimezone(value.tzinfo)
 
 
 # --- Context --------------------------------------------------------------------------
@@ -272,8 +291,9 @@ class Templates:
             loader=FileSystemLoader(str(self.messages_dir)), undefined=_Undefined,
             autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=False),
             trim_blocks=True, lstrip_blocks=True, finalize=_refuse_none)
-        self.env.filters.update(date=self._date, time=self._time, when=self._when,
-                                relative_day=self._relative_day)
+        self.env.filters.update(date=self._date, time=self._time, when=self._when, at_time=self._at_time,
+                                relative_day=self._relative_day, hours=self._hours, minutes=self._minutes,
+                                hours_before=_hours_before)
         # html off: a tag in the Markdown (a patient's name, say) is shown, never run.
         self.markdown = MarkdownIt("commonmark", {"html": False})
         self._strings: dict[str, jinja2.Template] = {}
@@ -312,6 +332,12 @@ class Templates:
         return words.clock(value.time())
 
     @pass_context
+    def _at_time(self, context, value) -> str:
+        """ "at 5:30 AM", "a las 5:30", "a la 1:30": a clock time in a sentence."""
+        value, _, words = self._local(context, value)
+        return words.at("", value.time(), words.clock(value.time())).strip()
+
+    @pass_context
     def _relative_day(self, context, value, weekday: bool = True) -> str:
         value, now, words = self._local(context, value)
         return _relative_day(value.date(), now, words, weekday)
@@ -323,6 +349,21 @@ class Templates:
         value, now, words = self._local(context, value)
         day = _relative_day(value.date(), now, words, weekday)
         return words.at(day, value.time(), words.clock(value.time()))
+
+    @pass_context
+    def _hours(self, context, value) -> str:
+        """`clinic.instructions.fasting_hours | hours`: "4 hours", "1 hour", "4 horas"."""
+        return self._count(context, value, "hour")
+
+    @pass_context
+    def _minutes(self, context, value) -> str:
+        return self._count(context, value, "minute")
+
+    def _count(self, context, value, unit: str) -> str:
+        number = _number(value)
+        one, many = _PHRASING[self._language(context.name)].units[unit]
+        shown = f"{number:g}" if isinstance(number, float) else str(number)
+        return f"{shown} {one if number == 1 else many}"
 
     def _error(self, name: str, error: Exception, filename: str | None = None) -> TemplateError:
         if isinstance(error, jinja2.TemplateNotFound):  # TemplatesNotFound: no locale variant nor base
@@ -375,19 +416,30 @@ class Templates:
 
     def render_email(self, campaign_id: str, step_id: str, locale: str, context: dict,
                      unsubscribe_url: str | None = None) -> EmailRendering:
+        template, subject, body = self._email_blocks(campaign_id, step_id, locale, context)
+        language = self._language(template.name)
+        html = self.layout_html(subject, Markup(self.markdown.render(body)), language,
+                                discreet=bool(context.get("patient", {}).get("discreet")),
+                                unsubscribe_url=unsubscribe_url)
+        # Plain-text readers need the way out as much as HTML readers do.
+        label = _UNSUBSCRIBE.get(language, "Unsubscribe")
+        text = f"{body}\n\n--\n{label}: {unsubscribe_url}" if unsubscribe_url else body
+        return EmailRendering(subject=subject, text=text, html=html)
+
+    def email_text(self, campaign_id: str, step_id: str, locale: str, context: dict) -> tuple[str, str]:
+        """(subject, Markdown body) without the HTML: what `templates check` reads."""
+        _, subject, body = self._email_blocks(campaign_id, step_id, locale, context)
+        return subject, body
+
+    def _email_blocks(self, campaign_id: str, step_id: str, locale: str,
+                      context: dict) -> tuple[jinja2.Template, str, str]:
         template = self._select(campaign_id, step_id, "email", locale)
         blocks = template.new_context(context)
         subject = " ".join(self._block(template, "subject", blocks).split())
         body = self._block(template, "body", blocks).strip()
         if not subject:
             raise TemplateError(f"{self.messages_dir / template.name}: renders an empty subject")
-        language = self._language(template.name)
-        html = self.layout_html(subject, Markup(self.markdown.render(body)), language,
-                                discreet=bool(context.get("patient", {}).get("discreet")),
-                                unsubscribe_url=unsubscribe_url)
-        # Plain-text readers need the way out as much as HTML readers do.
-        text = f"{body}\n\n--\n{_UNSUBSCRIBE.get(language, 'Unsubscribe')}: {unsubscribe_url}" if unsubscribe_url else body
-        return EmailRendering(subject=subject, text=text, html=html)
+        return template, subject, body
 
     def layout_html(self, subject: str, body_html: Markup, language: str, *, discreet: bool,
                     unsubscribe_url: str | None = None) -> str:

@@ -216,9 +216,18 @@ def release(session: Session, message_ids: Iterable[int], at: datetime, worker_i
             undo_attempt: bool = False) -> int:
     """Claimed rows put back untouched: nothing was sent for them (shutdown, a paused
     channel, a send slot missed). `undo_attempt` forgets a stored attempt that never left."""
+    ids = list(message_ids)
+    if not ids:
+        return 0
     undo = dict(attempted_at=None, attempts=message.c.attempts - 1) if undo_attempt else {}
-    return sum(_move(session, i, (S.SENDING,), S.SCHEDULED, at, "released", detail=worker_id,
-                     lease_until=None, claimed_by=None, **undo) for i in message_ids)
+    released = session.execute(
+        sa.update(message).where(message.c.id.in_(ids), message.c.status == S.SENDING)
+        .values(status=S.SCHEDULED, reason=None, updated_at=at, lease_until=None, claimed_by=None, **undo)
+        .returning(message.c.id)).scalars().all()
+    if released:
+        session.execute(sa.insert(event), [dict(message_id=i, at=at, kind="released", status=S.SCHEDULED,
+                                                detail=worker_id) for i in released])
+    return len(released)
 
 
 def release_unattempted(session: Session, worker_id: str, at: datetime) -> int:
@@ -364,19 +373,22 @@ class RowBrief:
     status: str
     reason: str | None
     due_at: datetime
+    expires_at: datetime
 
 
 def briefs_of_patient(session: Session, patient_id: int) -> dict[int, RowBrief]:
     """One patient's rows as plain values (read afresh: a summary compares before and after)."""
     rows = session.execute(sa.select(message.c.id, message.c.enrollment_id, message.c.channel, message.c.step_id,
-                                     message.c.status, message.c.reason, message.c.due_at)
+                                     message.c.status, message.c.reason, message.c.due_at,
+                                     message.c.expires_at)
                            .where(message.c.patient_id == patient_id)).all()
     return {r.id: RowBrief(*r) for r in rows}
 
 
-def next_planned(session: Session, patient_id: int) -> Message | None:
-    """The patient's next message to go out: the earliest scheduled row (a retry at its retry time)."""
+def next_planned(session: Session, patient_id: int, now: datetime) -> Message | None:
+    """The patient's next message to go out: the earliest scheduled row not yet expired (a
+    retry at its retry time)."""
     when = sa.func.coalesce(Message.next_attempt_at, Message.due_at)
     return session.execute(sa.select(Message).where(Message.patient_id == patient_id,
-                                                    Message.status == S.SCHEDULED)
+                                                    Message.status == S.SCHEDULED, Message.expires_at > now)
                            .order_by(when, Message.id).limit(1)).scalars().first()
