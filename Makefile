@@ -44,10 +44,17 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed-test $(PRISM) $(TWILIO_SPEC)
 	$(BIN)/lint-imports --no-cache
+	$(BIN)/python bench/run.py --quick
 	$(BIN)/python -m pytest
 
+# Every workload of bench/ at full size (tens of minutes on 2 cores, best on a quiet machine):
+# bench/results/<date>.json and docs/benchmarks.md. `bench/run.py --help` for sizes and --only.
 bench: $(VENV)/.installed-test
 	$(BIN)/python bench/run.py
+
+# The same code on tiny sizes, into a temporary folder: proves the benchmarks work, measures nothing.
+bench-quick: $(VENV)/.installed-test
+	$(BIN)/python bench/run.py --quick
 
 # Regenerate the pins from a fresh resolution of pyproject.toml (then review the diff).
 constraints:
