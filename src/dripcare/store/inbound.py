@@ -59,3 +59,36 @@ def mark_handled(session: Session, reply_id: int, by: str, note: str | None, at:
         InboundMessage.id == reply_id, InboundMessage.handled_at.is_(None))
         .values(handled_at=at, handled_by=by, handled_note=note))
     return result.rowcount == 1
+
+
+# --- a reply arriving ---------------------------------------------------------------------
+
+def cut(body: str) -> str:
+    """What is stored of a reply: at most BODY_LIMIT characters, without NUL (PostgreSQL
+    text cannot hold one, and no phone sends one)."""
+    return body[:BODY_LIMIT].replace("\x00", "\ufffd")
+
+
+def received_before(session: Session, sid: str | None) -> bool:
+    """Twilio may deliver one reply twice: its MessageSid says so."""
+    return bool(sid) and session.execute(
+        sa.select(InboundMessage.id).where(InboundMessage.provider_sid == sid).limit(1)).first() is not None
+
+
+def patients_with_number(session: Session, phone: str) -> list[tuple[int, str]]:
+    """(id, locale) of every patient with that number, oldest first."""
+    if not phone:
+        return []
+    return [tuple(r) for r in session.execute(sa.select(Patient.id, Patient.locale)
+                                             .where(Patient.phone == phone).order_by(Patient.id)).all()]
+
+
+def add(session: Session, *, sender: str, body: str, at: datetime, taken_as: str, urgent: bool,
+        sid: str | None, patient_ids: list[int]) -> list[int]:
+    """One row per patient with that number, or one without a patient when none has it."""
+    rows = [InboundMessage(patient_id=pid, from_number=sender, body=cut(body), received_at=at,
+                           taken_as=taken_as, urgent=urgent, provider_sid=sid)
+            for pid in (patient_ids or [None])]
+    session.add_all(rows)
+    session.flush()
+    return [r.id for r in rows]
