@@ -1,48 +1,65 @@
-"""`dripcare import` (SPEC 9): the clinic's CSV export -> checked rows -> one transaction.
+"""`dripcare import` (SPEC 9): the clinic's daily EHR export -> checked rows -> one transaction.
 
 A bad file writes nothing and names every bad row at once, so staff fix the file in
-one go rather than one error per run. Four passes: read (the file and its header),
-check each row on its own, gather the rows of one patient (same external_id), and
-check them against the database; then, in the same transaction, write and replan."""
+one go rather than one error per run. Passes: read (the file and its header), check each
+row on its own, gather the rows of one patient (same external_id), match them against
+the database (read once for the whole file, `store/imports.py`), and `apply`: the one
+write phase, in the transaction the reads ran in, so what was checked is what is written.
+
+Sessions are matched by the EHR's appointment id (`session_id`) when the file gives one,
+else by their start: so the next day's export moves a moved appointment, cancels a
+cancelled one, and leaves alone one it no longer lists (an export covers a window, not
+the whole history)."""
 
 from __future__ import annotations
 
 import csv
 import io
 import re
+import unicodedata
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-import sqlalchemy as sa
 from sqlmodel import Session
 
+from dripcare.app.enrollments import new_enrollment
+from dripcare.app.patients import change_patient, give_consent, new_patient
+from dripcare.config.clinic import Clinic
 from dripcare.domain import inputs
 from dripcare.domain.campaign import Campaign
-from dripcare.config.clinic import Clinic
-from dripcare.store.db import transaction
 from dripcare.domain.inputs import BadInput
-from dripcare.store.models import Enrollment, Patient, TreatmentSession
-from dripcare.app.patients import change_patient, give_consent, new_patient
-from dripcare.app.enrollments import new_enrollment
+from dripcare.domain.statuses import OPEN_ENROLLMENT, SESSION_STATUSES
 from dripcare.domain.timing import zone
+from dripcare.store import imports
+from dripcare.store.db import transaction
+from dripcare.store.models import Enrollment, Patient, TreatmentSession
 
 COLUMNS = ("external_id", "first_name", "last_name", "preferred_name", "phone", "email", "timezone", "locale",
-           "discreet", "consent_sms", "consent_email", "campaign", "session_at", "status", "modality",
-           "location", "duration")
+           "discreet", "consent_sms", "consent_email", "campaign", "session_id", "session_at", "modality",
+           "location", "duration", "status")
 REQUIRED = ("first_name", "last_name")
-PATIENT_FIELDS = ("first_name", "last_name", "preferred_name", "phone", "email", "timezone", "locale", "discreet")
+NAMES = ("first_name", "last_name", "preferred_name")
+PATIENT_FIELDS = (*NAMES, "phone", "email", "timezone", "locale", "discreet")
 CONSENT_COLUMNS = {"sms": ("consent_sms", "phone"), "email": ("consent_email", "email")}
 SESSION_DETAILS = ("status", "modality", "location", "duration")
+SESSION_COLUMNS = ("campaign", "session_id", "session_at", *SESSION_DETAILS)
+SESSION_FIELD = {"status": "status", "modality": "modality", "location": "location", "duration": "duration_minutes"}
 YES, NO = ("yes", "true", "y", "1"), ("no", "false", "n", "0")
-SESSION_STATUSES = ("scheduled", "completed", "cancelled", "no_show")
 # A file may move a booked session on (as `dripcare session` does), never back: an old
 # export re-imported must not reopen a session the clinic has since closed.
 STATUS_MOVES = {"scheduled": SESSION_STATUSES, "no_show": ("completed",)}
-OPEN_ENROLLMENT = ("active", "paused", "completed")
-LOCALE = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
+CANCELLING = ("cancelled", "no_show")
 DEFAULT_DURATION = 60
+APPOINTMENT_LIMIT = 100
+# A header cell that reads like a column name may be quoted back; anything else may be a
+# patient's data (a first line that is not a header) and is named by position only.
+COLUMN_LIKE = re.compile(r"^[a-z][a-z0-9_ .-]{0,39}$")
+PROGRESS_AFTER = 300  # rows: a smaller file is done before a progress bar would help
+
+Progress = Callable[[str, int, int], None]  # (what, done, total)
 
 
 class BadRows(BadInput):
@@ -73,6 +90,7 @@ class Context:
     clinic: Clinic
     campaigns: dict[str, Campaign]
     filename: str
+    now: datetime
 
 
 # --- reading ---------------------------------------------------------------------------------
@@ -107,6 +125,8 @@ def _text_of(path: Path) -> str:
         data = path.read_bytes()
     except FileNotFoundError:
         raise BadInput(f"{path} not found") from None
+    except IsADirectoryError:
+        raise BadInput(f"{path} is a folder, not a CSV file") from None
     except OSError as error:
         raise BadInput(f"cannot read {path}: {error.strerror or error}") from None
     try:
@@ -117,33 +137,51 @@ def _text_of(path: Path) -> str:
 
 
 def check_header(header: list[str] | None, filename: str) -> list[str]:
-    """The header's column names, or one line saying which column is wrong."""
+    """The header's column names, or one line saying what is wrong with it. A first line
+    that names hardly any column is data, not a header: it is never quoted (SPEC 10)."""
     known = ", ".join(COLUMNS)
     if not header or not any(h.strip() for h in header):
         raise BadInput(f"{filename} line 1 must name the columns; the columns are: {known}")
     names = [h.strip().lower() for h in header]
+    given = [n for n in names if n]
+    if 2 * sum(n in COLUMNS for n in given) < len(given):
+        raise BadInput(f"{filename} line 1 is not a header: it names {sum(n in COLUMNS for n in given)} of the "
+                       f"columns; add a first line that names them (the columns are: {known})")
     if "" in names:
         raise BadInput(f"{filename} line 1: column {names.index('') + 1} has no name; the columns are: {known}")
-    unknown = [repr(n) for n in dict.fromkeys(names) if n not in COLUMNS]
-    if unknown:
-        raise BadInput(f"{filename} line 1: unknown column{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
-                       f"the columns are: {known}")
+    _check_unknown(names, filename, known)
     twice = next((n for n in names if names.count(n) > 1), None)
     if twice:
         raise BadInput(f"{filename} line 1: column {twice!r} appears more than once")
     for name in REQUIRED:
         if name not in names:
             raise BadInput(f"{filename} line 1: missing column {name!r}; every patient needs a first and last name")
-    if "session_at" in names and "campaign" not in names:
-        raise BadInput(f"{filename} line 1: missing column 'campaign'; sessions (session_at) are booked in a campaign")
+    for column in ("session_at", "session_id"):
+        if column in names and "campaign" not in names:
+            raise BadInput(f"{filename} line 1: missing column 'campaign'; sessions ({column}) are booked in a campaign")
+    if "session_id" in names and "session_at" not in names:
+        raise BadInput(f"{filename} line 1: missing column 'session_at'; a session_id names a session at a time")
     return names
 
 
+def _check_unknown(names: list[str], filename: str, known: str) -> None:
+    unknown: dict[str, int] = {}
+    for position, name in enumerate(names, 1):
+        if name not in COLUMNS:
+            unknown.setdefault(name, position)
+    quoted = [repr(n) for n in unknown if COLUMN_LIKE.match(n)]
+    unquoted = [str(i) for n, i in unknown.items() if not COLUMN_LIKE.match(n)]
+    what = []
+    if quoted:
+        what.append(f"unknown column{'s' if len(quoted) > 1 else ''} {', '.join(quoted)}")
+    if unquoted:
+        what.append(f"the heading of column{'s' if len(unquoted) > 1 else ''} {', '.join(unquoted)} "
+                    f"{'are' if len(unquoted) > 1 else 'is'} not a column name")
+    if what:
+        raise BadInput(f"{filename} line 1: {'; '.join(what)}; the columns are: {known}")
+
+
 # --- one row on its own -----------------------------------------------------------------------
-
-def _kept(text: str, ctx: Context) -> str:
-    return text
-
 
 def _boolean(text: str, ctx: Context) -> bool:
     if text.lower() in YES:
@@ -153,35 +191,74 @@ def _boolean(text: str, ctx: Context) -> bool:
     raise BadInput(f"{text!r} is not yes/no, true/false, y/n or 1/0")
 
 
-def _locale(text: str, ctx: Context) -> str:
-    if not LOCALE.match(text):
-        raise BadInput(f"{text!r} is not a locale like en, es or fr-CA")
-    return text
-
-
 def _campaign(text: str, ctx: Context) -> str:
     if text not in ctx.campaigns:
         raise BadInput(f"{text!r} is not a campaign in config/campaigns (known: {', '.join(sorted(ctx.campaigns))})")
     return text
 
 
+def _appointment(text: str, ctx: Context) -> str:
+    """The EHR's appointment id, kept as the EHR wrote it (it is the key a later export matches)."""
+    if len(text) > APPOINTMENT_LIMIT:
+        raise BadInput(f"is {len(text)} characters long; at most {APPOINTMENT_LIMIT}")
+    if any(unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co", "Cn") for c in text):
+        raise BadInput("contains an unprintable character; export the appointment id again")
+    return text
+
+
+def _kept(text: str, ctx: Context) -> str:
+    return text
+
+
+def _name(column: str):
+    return lambda text, ctx: inputs.name(text, column)
+
+
 CHECKS = {
-    "first_name": _kept, "last_name": _kept, "preferred_name": _kept, "locale": _locale,
+    **{column: _name(column) for column in NAMES},
+    "locale": lambda text, ctx: inputs.locale(text, "locale"),
     "phone": lambda text, ctx: inputs.phone(text, ctx.clinic.country),
     "email": lambda text, ctx: inputs.email(text),
     "timezone": lambda text, ctx: inputs.timezone_name(text),
     "discreet": _boolean, "consent_sms": _boolean, "consent_email": _boolean, "campaign": _campaign,
+    "session_id": _appointment,
     "session_at": _kept,  # read in the patient's zone, known only once the rows are gathered
-    "status": lambda text, ctx: inputs.choice(text.replace("-", "_"), SESSION_STATUSES, "status"),
+    # "No-show", "No show": EHRs spell it every way.
+    "status": lambda text, ctx: inputs.choice(re.sub(r"[\s-]+", "_", text), SESSION_STATUSES, "status"),
     "modality": _kept, "location": _kept,
     "duration": lambda text, ctx: inputs.positive_int(text, "duration"),
 }
+# A patient's cells repeat on each of their rows: each distinct value is checked once.
+REMEMBERED = frozenset(PATIENT_FIELDS) | {"consent_sms", "consent_email", "campaign", "status"}
 
 
 def _reason(error: BadInput, column: str) -> str:
     # inputs' messages start with what they checked ("phone '123' is ..."); the column says it already.
     text = str(error)
     return text[len(column) + 1:] if text.startswith(column + " ") else text
+
+
+class Checker:
+    """The checks of every cell; a patient's values, repeated on each of their rows, are
+    checked once per distinct value."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self._seen: dict[tuple[str, str], tuple[object, BadInput | None]] = {}
+
+    def value(self, column: str, text: str):
+        if column not in REMEMBERED:
+            return CHECKS[column](text, self.ctx)
+        key = (column, text)
+        if key not in self._seen:
+            try:
+                self._seen[key] = (CHECKS[column](text, self.ctx), None)
+            except BadInput as error:
+                self._seen[key] = (None, error)
+        value, error = self._seen[key]
+        if error is not None:
+            raise error
+        return value
 
 
 @dataclass
@@ -192,7 +269,7 @@ class Row:
     bad: set[str]  # columns already reported, so later passes do not pile on
 
 
-def check_row(line: Line, ctx: Context, problems: Problems) -> Row:
+def check_row(line: Line, checker: Checker, problems: Problems) -> Row:
     row = Row(line.number, line.cells.get("external_id") or None, {}, set())
     if line.width > len(line.cells):
         problems.add(line.number, None, f"{line.width} values but the header names {len(line.cells)} columns "
@@ -200,7 +277,7 @@ def check_row(line: Line, ctx: Context, problems: Problems) -> Row:
     for column, text in line.cells.items():
         if text and column != "external_id":
             try:
-                row.values[column] = CHECKS[column](text, ctx)
+                row.values[column] = checker.value(column, text)
             except BadInput as error:
                 problems.add(line.number, column, _reason(error, column))
                 row.bad.add(column)
@@ -212,10 +289,35 @@ def _check_session_cells(row: Row, line: Line, problems: Problems) -> None:
     if "session_at" in row.values and not line.cells.get("campaign"):
         problems.add(row.line, "campaign", "empty; a session (session_at) is booked in a campaign")
     if not line.cells.get("session_at"):
-        for column in SESSION_DETAILS:
+        for column in ("session_id", *SESSION_DETAILS):
             if line.cells.get(column):
                 problems.add(row.line, column, f"{line.cells[column]!r} given without session_at; "
                                                f"it describes a session")
+
+
+def check_rows(lines: list[Line], ctx: Context, problems: Problems, progress: Progress | None) -> list[Row]:
+    checker, rows, appointments = Checker(ctx), [], {}
+    for done, line in enumerate(lines, 1):
+        row = check_row(line, checker, problems)
+        _check_appointment_once(row, appointments, problems)
+        rows.append(row)
+        if progress and (done % 100 == 0 or done == len(lines)):
+            progress("checking", done, len(lines))
+    return rows
+
+
+def _check_appointment_once(row: Row, seen: dict[str, int], problems: Problems) -> None:
+    """An appointment id is one session: twice in a file is a mistake in the export."""
+    appointment = row.values.get("session_id")
+    if appointment is None:
+        return
+    if appointment in seen:
+        problems.add(row.line, "session_id", f"{appointment!r} is on line {seen[appointment]} too; "
+                                             f"an appointment id names one session")
+        row.bad.add("session_id")
+        del row.values["session_id"]
+        return
+    seen[appointment] = row.line
 
 
 # --- the rows of one patient ------------------------------------------------------------------
@@ -225,13 +327,28 @@ class SessionPlan:
     line: int
     starts_at: datetime
     details: dict  # status, modality, location, duration as the file gives them
+    appointment: str | None  # the EHR's appointment id, when the file gives one
     booked: TreatmentSession | None  # the same session already in the database
 
     def changes(self) -> dict:
         """What the file changes on a booked session (its empty cells leave it as it is)."""
         current = {"status": self.booked.status, "modality": self.booked.modality,
                    "location": self.booked.location, "duration": self.booked.duration_minutes}
-        return {k: v for k, v in self.details.items() if current[k] != v}
+        changes = {k: v for k, v in self.details.items() if current[k] != v}
+        if self.booked.starts_at != self.starts_at:
+            changes["starts_at"] = self.starts_at
+        if self.appointment and self.booked.external_id != self.appointment:
+            changes["external_id"] = self.appointment
+        return changes
+
+    def kind(self) -> str:
+        """booked, moved, cancelled, changed or unchanged: what a summary counts it as."""
+        if self.booked is None:
+            return "booked"
+        changes = self.changes()
+        if changes.get("status") in CANCELLING:
+            return "cancelled"
+        return "moved" if "starts_at" in changes else "changed" if changes else "unchanged"
 
 
 @dataclass
@@ -239,23 +356,20 @@ class EnrollmentPlan:
     campaign: str
     line: int
     existing: Enrollment | None
-    booked: dict[datetime, TreatmentSession]
+    booked: list[TreatmentSession]  # the existing enrollment's sessions
     sessions: list[SessionPlan] = field(default_factory=list)
-    seen: dict[datetime, int] = field(default_factory=dict)
+    at_time: dict[datetime, int] = field(default_factory=dict)  # rows without an appointment id
+    asked: bool = False  # a row named the campaign without a session: enroll anyway
 
-    def add(self, row: Row, starts_at: datetime, problems: Problems) -> None:
-        if starts_at in self.seen:
-            problems.add(row.line, "session_at", f"the same session as line {self.seen[starts_at]}")
-            return
-        self.seen[starts_at] = row.line
-        details = {k: row.values[k] for k in SESSION_DETAILS if k in row.values}
-        booked = self.booked.get(starts_at)
-        status = details.get("status")
-        if booked and status and status != booked.status and status not in STATUS_MOVES.get(booked.status, ()):
-            problems.add(row.line, "status", f"session {booked.id} at that time is already {booked.status}; "
-                                             f"the file cannot make it {status}")
-            return
-        self.sessions.append(SessionPlan(row.line, starts_at, details, booked))
+    @property
+    def creates(self) -> bool:
+        return self.existing is None and (self.asked or any(s.booked is None for s in self.sessions))
+
+    def booked_at(self, starts_at: datetime, appointment: str | None) -> TreatmentSession | None:
+        """The session at that start: by time, for a row without an appointment id, or one
+        with an id not known yet (a session staff booked by hand takes the EHR's id)."""
+        return next((s for s in self.booked if s.starts_at == starts_at
+                     and (appointment is None or s.external_id is None)), None)
 
 
 @dataclass
@@ -268,12 +382,16 @@ class PatientPlan:
     rows: list[Row] = field(default_factory=list)  # rows naming a campaign
     existing: Patient | None = None
     enrollments: dict[str, EnrollmentPlan] = field(default_factory=dict)
+    changes: dict = field(default_factory=dict)  # patient fields the file changes
+    consent: list[tuple[str, bool, int]] = field(default_factory=list)  # (channel, granted, line) to record
+    claimed: dict[int, int] = field(default_factory=dict)  # booked session id -> the line matching it
+    absent: list[TreatmentSession] = field(default_factory=list)  # booked, in the file's window, not in it
 
     def take(self, row: Row, problems: Problems) -> None:
         """One more row of this patient: its patient cells must agree with earlier rows."""
         self.bad |= row.bad
         for column, value in row.values.items():
-            if column in SESSION_DETAILS or column in ("campaign", "session_at"):
+            if column in SESSION_COLUMNS:
                 continue
             if column in self.values and self.values[column] != value:
                 problems.add(row.line, column, f"differs from line {self.said_on[column]} "
@@ -289,7 +407,15 @@ class PatientPlan:
         return self.values.get("timezone") or (self.existing.timezone if self.existing else clinic.timezone)
 
     def contact(self, column: str) -> str | None:
-        return self.values.get(column) or (getattr(self.existing, column) if self.existing else None)
+        if column in self.values:
+            return self.values[column]
+        return getattr(self.existing, column) if self.existing else None
+
+    def touched(self) -> bool:
+        """Whether importing this patient writes anything (else it is left, and not replanned)."""
+        return (self.existing is None or bool(self.changes) or bool(self.consent)
+                or any(e.creates or any(s.kind() != "unchanged" for s in e.sessions)
+                       for e in self.enrollments.values()))
 
     def label(self) -> str:
         if self.existing is not None:
@@ -317,76 +443,173 @@ def gather(rows: list[Row], problems: Problems) -> list[PatientPlan]:
 
 # --- against the database ---------------------------------------------------------------------
 
-def resolve(session: Session, plans: list[PatientPlan], ctx: Context, problems: Problems) -> None:
-    """Match patients by external_id, enrollments by campaign, sessions by start; check what
-    only the database can tell (a new patient's names, consent without a contact, a session
-    the file would move back)."""
+def read_booked(session: Session, plans: list[PatientPlan]) -> imports.Booked:
+    """One read of the database for the whole file."""
     mrns = [p.external_id for p in plans if p.external_id]
-    known = {p.external_id: p for p in session.execute(
-        sa.select(Patient).where(Patient.external_id.in_(mrns))).scalars()} if mrns else {}
+    appointments = [r.values["session_id"] for p in plans for r in p.rows if "session_id" in r.values]
+    return imports.load(session, mrns, appointments)
+
+
+def resolve(plans: list[PatientPlan], booked: imports.Booked, ctx: Context, problems: Problems) -> None:
+    """Match patients by external_id, enrollments by campaign, sessions by appointment id
+    or start; check what only the database can tell. Reads nothing more: `booked` is all."""
     for plan in plans:
-        plan.existing = known.get(plan.external_id)
+        plan.existing = booked.patients.get(plan.external_id) if plan.external_id else None
         _check_patient(plan, problems)
         for row in plan.rows:
-            _plan_row(session, plan, row, ctx, problems)
+            _plan_row(plan, row, booked, ctx, problems)
+        plan.changes = _patient_changes(plan)
+        plan.consent = _consent_changes(plan, booked)
+    _find_absent(plans, booked)
 
 
 def _check_patient(plan: PatientPlan, problems: Problems) -> None:
     if plan.existing is None:
         for column in REQUIRED:
-            if column not in plan.values:
+            if column not in plan.values and column not in plan.bad:
                 problems.add(plan.line, column, "empty; a new patient needs a first and last name")
     for channel, (column, contact) in CONSENT_COLUMNS.items():
         if plan.values.get(column) and not plan.contact(contact) and contact not in plan.bad:
             problems.add(plan.said_on[column], column, f"yes, but the patient has no {contact} to send to")
 
 
-def _plan_row(session: Session, plan: PatientPlan, row: Row, ctx: Context, problems: Problems) -> None:
-    enrollment = plan.enrollments.get(row.values["campaign"])
-    if enrollment is None:
-        enrollment = _enrollment_plan(session, plan, row)
-        plan.enrollments[enrollment.campaign] = enrollment
-    if "session_at" not in row.values or "timezone" in plan.bad:
-        return  # a bad zone is reported already; reading the time in another would mislead
+def _patient_changes(plan: PatientPlan) -> dict:
+    fields = {k: v for k, v in plan.values.items() if k in PATIENT_FIELDS}
+    if plan.existing is None:
+        return fields
+    return {k: v for k, v in fields.items() if getattr(plan.existing, k) != v}
+
+
+def _consent_changes(plan: PatientPlan, booked: imports.Booked) -> list[tuple[str, bool, int]]:
+    """A yes grants, an explicit no revokes, an empty cell leaves consent as it is. What is
+    already in force for the contact the patient will have is not written again."""
+    changes = []
+    for channel, (column, contact_column) in CONSENT_COLUMNS.items():
+        said, contact = plan.values.get(column), plan.contact(contact_column)
+        if said is None or not contact:
+            continue
+        in_force = booked.consent.get((plan.existing.id, channel, contact), False) if plan.existing else False
+        if said != in_force:
+            changes.append((channel, said, plan.said_on[column]))
+    return changes
+
+
+def _enrollment_plan(plan: PatientPlan, row: Row, booked: imports.Booked) -> EnrollmentPlan:
+    """The patient's latest open enrollment in the campaign (sessions join it), else a new one."""
+    campaign = row.values["campaign"]
+    if campaign not in plan.enrollments:
+        mine = booked.enrollments.get(plan.existing.id, []) if plan.existing else []
+        existing = next((e for e in reversed(mine) if e.campaign_id == campaign
+                         and e.status in OPEN_ENROLLMENT), None)
+        plan.enrollments[campaign] = EnrollmentPlan(
+            campaign, row.line, existing, booked.sessions.get(existing.id, []) if existing else [])
+    return plan.enrollments[campaign]
+
+
+def _plan_row(plan: PatientPlan, row: Row, booked: imports.Booked, ctx: Context, problems: Problems) -> None:
+    enrollment = _enrollment_plan(plan, row, booked)
+    if "session_at" not in row.values:
+        enrollment.asked = True
+        return
+    if "timezone" in plan.bad or "session_id" in row.bad:
+        return  # reported already; reading the time in another zone, or matching a duplicate, would mislead
     try:
         starts_at = inputs.local_datetime(row.values["session_at"], plan.timezone(ctx.clinic), "session_at")
     except BadInput as error:
         problems.add(row.line, "session_at", _reason(error, "session_at"))
         return
-    enrollment.add(row, starts_at, problems)
+    appointment = row.values.get("session_id")
+    session = _booked_session(plan, enrollment, row, starts_at, booked, problems)
+    if session is not False and _fits(session, row, starts_at, ctx.now, plan.timezone(ctx.clinic), problems):
+        details = {k: row.values[k] for k in SESSION_DETAILS if k in row.values}
+        enrollment.sessions.append(SessionPlan(row.line, starts_at, details, appointment, session))
 
 
-def _enrollment_plan(session: Session, plan: PatientPlan, row: Row) -> EnrollmentPlan:
-    """The patient's open enrollment in the campaign (sessions join it), else a new one."""
-    campaign = row.values["campaign"]
-    existing = None
-    if plan.existing is not None:
-        existing = session.execute(sa.select(Enrollment).where(
-            Enrollment.patient_id == plan.existing.id, Enrollment.campaign_id == campaign,
-            Enrollment.status.in_(OPEN_ENROLLMENT)).order_by(Enrollment.id.desc()).limit(1)).scalar()
-    booked = {}
-    if existing is not None:
-        booked = {s.starts_at: s for s in session.execute(sa.select(TreatmentSession).where(
-            TreatmentSession.enrollment_id == existing.id)).scalars()}
-    return EnrollmentPlan(campaign, row.line, existing, booked)
+def _booked_session(plan: PatientPlan, enrollment: EnrollmentPlan, row: Row, starts_at: datetime,
+                    booked: imports.Booked, problems: Problems):
+    """The booked session this row is, None for a new one, False for a bad row."""
+    appointment = row.values.get("session_id")
+    session = booked.by_appointment.get(appointment) if appointment else None
+    if session is not None:
+        owner = booked.enrollment[session.enrollment_id]
+        if plan.existing is None or owner.patient_id != plan.existing.id:
+            problems.add(row.line, "session_id", f"{appointment!r} is a session of another patient "
+                                                 f"(patient {owner.patient_id})")
+            return False
+        if owner.campaign_id != enrollment.campaign:
+            problems.add(row.line, "session_id", f"{appointment!r} is booked in campaign {owner.campaign_id}, "
+                                                 f"not {enrollment.campaign}")
+            return False
+    else:
+        if appointment is None and starts_at in enrollment.at_time:
+            problems.add(row.line, "session_at", f"the same session as line {enrollment.at_time[starts_at]}")
+            return False
+        if appointment is None:
+            enrollment.at_time[starts_at] = row.line
+        session = enrollment.booked_at(starts_at, appointment)
+    if session is not None and session.id in plan.claimed:
+        problems.add(row.line, "session_at", f"the same session as line {plan.claimed[session.id]}")
+        return False
+    if session is not None:
+        plan.claimed[session.id] = row.line
+    return session
 
 
-# --- what it comes to, and writing it ---------------------------------------------------------
+def _fits(session: TreatmentSession | None, row: Row, starts_at: datetime, now: datetime, tz_name: str,
+          problems: Problems) -> bool:
+    """A session changes only as staff could change it (SPEC 9: `session` commands): it is
+    not completed or missed before it starts, nor moved back, nor moved once it is closed."""
+    status = row.values.get("status")
+    if status in ("completed", "no_show") and starts_at > now:
+        problems.add(row.line, "status", f"{status}, but the session has not started: it starts "
+                                         f"{_local(starts_at, tz_name)}")
+        return False
+    if session is None:
+        return True
+    if status and status != session.status and status not in STATUS_MOVES.get(session.status, ()):
+        problems.add(row.line, "status", f"session {session.id} is already {session.status}; "
+                                         f"the file cannot make it {status}")
+        return False
+    if session.starts_at != starts_at and session.status != "scheduled":
+        problems.add(row.line, "session_at", f"session {session.id} is {session.status}; only a scheduled "
+                                             f"session can move to a new time")
+        return False
+    return True
+
+
+def _find_absent(plans: list[PatientPlan], booked: imports.Booked) -> None:
+    """Booked sessions of the file's patients, between its first and last session, that
+    it does not list: left as they are (an export is a window), and shown by --dry-run."""
+    starts = [s.starts_at for p in plans for e in p.enrollments.values() for s in e.sessions]
+    if not starts:
+        return
+    first, last = min(starts), max(starts)
+    for plan in plans:
+        if plan.existing is None:
+            continue
+        for enrollment in booked.enrollments.get(plan.existing.id, []):
+            plan.absent += [s for s in booked.sessions.get(enrollment.id, []) if s.status == "scheduled"
+                            and first <= s.starts_at <= last and s.id not in plan.claimed]
+
+
+# --- what it comes to ------------------------------------------------------------------------
 
 @dataclass
 class Outcome:
     added: int = 0
     updated: int = 0
+    unchanged: int = 0
     enrollments: int = 0
-    sessions: int = 0
-    sessions_changed: int = 0
+    sessions: Counter = field(default_factory=Counter)  # booked, moved, cancelled, changed, unchanged
+    absent: int = 0  # booked sessions the file does not list, left as they are
     messages: Counter = field(default_factory=Counter)  # from the replans
     actions: list[str] = field(default_factory=list)  # what a dry run would do, line by line
 
     def summary(self) -> str:
-        changed = f" ({self.sessions_changed} changed)" if self.sessions_changed else ""
-        return (f"{self.added} patients added, {self.updated} updated, {self.enrollments} enrollments, "
-                f"{self.sessions} sessions{changed}")
+        s = self.sessions
+        return (f"{self.added} patients added, {self.updated} updated, {self.unchanged} unchanged; "
+                f"{self.enrollments} enrollments; sessions: {s['booked']} booked, {s['moved']} moved, "
+                f"{s['cancelled']} cancelled, {s['changed']} otherwise changed")
 
 
 def tally(plans: list[PatientPlan]) -> Outcome:
@@ -394,107 +617,130 @@ def tally(plans: list[PatientPlan]) -> Outcome:
     for plan in plans:
         if plan.existing is None:
             outcome.added += 1
-        else:
+        elif plan.touched():
             outcome.updated += 1
+        else:
+            outcome.unchanged += 1
         for enrollment in plan.enrollments.values():
-            outcome.enrollments += enrollment.existing is None
-            outcome.sessions += sum(s.booked is None for s in enrollment.sessions)
-            outcome.sessions_changed += sum(bool(s.booked and s.changes()) for s in enrollment.sessions)
+            outcome.enrollments += enrollment.creates
+            outcome.sessions.update(s.kind() for s in enrollment.sessions)
+        outcome.absent += len(plan.absent)
     return outcome
 
 
 def describe(plans: list[PatientPlan], ctx: Context) -> list[str]:
-    """One line per thing a dry run would create or change, with the file line it comes from."""
+    """Per patient, one line per thing a dry run would create, move, cancel or change,
+    with the file line it comes from; then the booked sessions the file does not list."""
     actions = []
     for plan in plans:
-        consent = [c for c, (column, _) in CONSENT_COLUMNS.items() if plan.values.get(column)]
-        consent_text = f", consent {' '.join(consent)}" if consent else ""
-        actions.append(f"line {plan.line}: {'update' if plan.existing else 'add'} {plan.label()}{consent_text}")
+        actions.append(f"line {plan.line}: {_describe_patient(plan)}")
         tz_name = plan.timezone(ctx.clinic)
         for e in plan.enrollments.values():
             actions.append(f"line {e.line}:   " + (f"in enrollment {e.existing.id} ({e.campaign})" if e.existing
                                                    else f"enroll in {e.campaign}"))
-            for s in e.sessions:
-                actions.append(f"line {s.line}:     " + _describe_session(s, tz_name))
+            actions += [f"line {s.line}:     " + _describe_session(s, tz_name) for s in e.sessions]
+        actions += [f"          not in this file, left as it is: session {s.id} {_local(s.starts_at, tz_name)}"
+                    + (f" (session_id {s.external_id!r})" if s.external_id else "") for s in plan.absent]
     return actions
 
 
+def _describe_patient(plan: PatientPlan) -> str:
+    granted = [c for c, yes, _ in plan.consent if yes]
+    revoked = [c for c, yes, _ in plan.consent if not yes]
+    consent = (f", consent {' '.join(granted)}" if granted else "") + \
+              (f", consent withdrawn {' '.join(revoked)}" if revoked else "")
+    if plan.existing is None:
+        return f"add {plan.label()}{consent}"
+    if plan.changes:
+        return f"update {plan.label()}: {', '.join(plan.changes)}{consent}"
+    return f"{plan.label()}: unchanged{consent}"
+
+
+def _local(instant: datetime, tz_name: str) -> str:
+    return instant.astimezone(zone(tz_name)).strftime("%a %Y-%m-%d %H:%M %Z")
+
+
 def _describe_session(s: SessionPlan, tz_name: str) -> str:
-    when = s.starts_at.astimezone(zone(tz_name)).strftime("%a %Y-%m-%d %H:%M %Z")
+    when = _local(s.starts_at, tz_name)
     if s.booked is None:
         return f"book session {when} ({s.details.get('status', 'scheduled')})"
-    changes = s.changes()
-    if not changes:
+    kind, changes = s.kind(), s.changes()
+    if kind == "unchanged":
         return f"session {s.booked.id} {when}: already booked, unchanged"
-    return f"session {s.booked.id} {when}: " + ", ".join(f"{k} -> {v}" for k, v in changes.items())
+    head = {"moved": f"move session {s.booked.id} from {_local(s.booked.starts_at, tz_name)} to {when}",
+            "cancelled": f"cancel session {s.booked.id} {when} ({changes.get('status')})",
+            "changed": f"session {s.booked.id} {when}"}[kind]
+    rest = {k: v for k, v in changes.items() if k != "starts_at" and not (kind == "cancelled" and k == "status")}
+    return head + (": " + ", ".join(f"{k} -> {v}" for k, v in rest.items()) if rest else "")
 
 
-def apply(session: Session, plans: list[PatientPlan], rt, ctx: Context, by: str, now: datetime) -> Counter:
-    """Write every patient, consent, enrollment and session, and replan each patient."""
+# --- writing it: the one write phase -------------------------------------------------------------
+
+def apply(session: Session, plans: list[PatientPlan], rt, ctx: Context, by: str, now: datetime,
+          progress: Progress | None = None) -> Counter:
+    """Write every patient, consent, enrollment and session the file changes, and replan
+    each patient it touched, in the caller's transaction. Everything was decided before
+    (`resolve`): this only writes, through the shared writers (patients, consent,
+    enrollments) and the one planner (`rt.replan`)."""
     messages: Counter = Counter()
-    for plan in plans:
-        patient = _write_patient(session, plan, ctx, now)
-        _write_consent(session, plan, patient, ctx, by, now)
-        for enrollment in plan.enrollments.values():
-            _write_enrollment(session, patient, enrollment, now)
-        messages.update(rt.replan(session, patient, by, now).counts)
+    for done, plan in enumerate(plans, 1):
+        if plan.touched():
+            patient = _write_patient(session, plan, ctx, now)
+            for channel, granted, line in plan.consent:
+                give_consent(session, patient, channel, granted, now, source="import", by=by,
+                             evidence=f"import {ctx.filename} line {line}")
+            for enrollment in plan.enrollments.values():
+                _write_enrollment(session, patient, enrollment, now)
+            session.flush()
+            messages.update(rt.replan(session, patient, by, now).counts)
+        if progress and (done % 20 == 0 or done == len(plans)):
+            progress("importing", done, len(plans))
     return messages
 
 
 def _write_patient(session: Session, plan: PatientPlan, ctx: Context, now: datetime) -> Patient:
-    fields = {k: v for k, v in plan.values.items() if k in PATIENT_FIELDS}
-    patient = plan.existing
-    if patient is None:
-        patient = new_patient(session, {**fields, "external_id": plan.external_id}, now, clinic=ctx.clinic)
-    else:
-        change_patient(session, patient, fields)
-    return patient
-
-
-def _write_consent(session: Session, plan: PatientPlan, patient: Patient, ctx: Context, by: str,
-                   now: datetime) -> None:
-    """A yes grants, an explicit no revokes, an empty cell leaves consent as it is; what is
-    already in force is not written again (the consent writer's rule), so re-importing a
-    file adds no rows."""
-    for channel, (column, _) in CONSENT_COLUMNS.items():
-        said = plan.values.get(column)
-        if said is not None:
-            give_consent(session, patient, channel, said, now, source="import", by=by,
-                         evidence=f"import {ctx.filename} line {plan.said_on[column]}")
+    if plan.existing is None:
+        return new_patient(session, {**plan.changes, "external_id": plan.external_id}, now, clinic=ctx.clinic)
+    if plan.changes:
+        change_patient(session, plan.existing, plan.changes)
+    return plan.existing
 
 
 def _write_enrollment(session: Session, patient: Patient, plan: EnrollmentPlan, now: datetime) -> None:
     enrollment = plan.existing
-    if enrollment is None:
+    if plan.creates:
         enrollment = new_enrollment(session, patient.id, plan.campaign, now)
     for s in plan.sessions:
         if s.booked is None:
             session.add(TreatmentSession(
                 enrollment_id=enrollment.id, starts_at=s.starts_at, status=s.details.get("status", "scheduled"),
-                duration_minutes=s.details.get("duration", DEFAULT_DURATION),
+                duration_minutes=s.details.get("duration", DEFAULT_DURATION), external_id=s.appointment,
                 modality=s.details.get("modality"), location=s.details.get("location")))
             continue
         for key, value in s.changes().items():
-            setattr(s.booked, "duration_minutes" if key == "duration" else key, value)
+            setattr(s.booked, SESSION_FIELD.get(key, key), value)
         session.add(s.booked)
-    session.flush()
 
 
 # --- the use case -----------------------------------------------------------------------------
 
-def import_file(rt, path: Path, *, by: str, dry_run: bool = False) -> Outcome:
-    """All or nothing: every bad row raises BadRows (nothing written); a dry run only reads."""
-    ctx = Context(rt.clinic, rt.campaigns, path.name)
+def import_file(rt, path: Path, *, by: str, dry_run: bool = False, progress: Progress | None = None) -> Outcome:
+    """All or nothing: every bad row raises BadRows (nothing written); a dry run only reads.
+    `progress` hears how far the checks and the writes are, for files of more than
+    PROGRESS_AFTER rows."""
+    ctx = Context(rt.clinic, rt.campaigns, path.name, rt.clock.now())
     problems = Problems()
-    rows = [check_row(line, ctx, problems) for line in read_lines(path)]
-    plans = gather(rows, problems)
+    lines = read_lines(path)
+    progress = progress if len(lines) > PROGRESS_AFTER else None
+    plans = gather(check_rows(lines, ctx, problems, progress), problems)
     # Checks and writes share one transaction: what was checked is what gets written.
     with (Session(rt.engine) if dry_run else transaction(rt.engine)) as session:
-        resolve(session, plans, ctx, problems)
+        resolve(plans, read_booked(session, plans), ctx, problems)
         problems.raise_if_any(path.name)
         outcome = tally(plans)
         if dry_run:
             outcome.actions = describe(plans, ctx)
         else:
-            outcome.messages = apply(session, plans, rt, ctx, by, rt.clock.now())
+            outcome.messages = apply(session, plans, rt, ctx, by, ctx.now, progress)
     return outcome
+

@@ -1,26 +1,29 @@
-"""`dripcare report` (SPEC 9): what went out, what failed, who opted out, what patients
-answered, since a date. Counts only: no name, number or text leaves this module, so a
-report can be pasted into an email or a board paper."""
+"""`dripcare report` (SPEC 9): how the clinic's messages fared, who opted out and how,
+what patients answered, since a date. Counts only: no name, number or text reaches a
+report, so it can be pasted into an email or a board paper (the queries are in
+`store/reports.py`; the page is drawn by `app/pages.py`)."""
 
 from __future__ import annotations
 
 import re
 from datetime import date, datetime, time, timedelta
 
-import sqlalchemy as sa
 from sqlmodel import Session
 
-from dripcare.domain.campaign import Campaign
 from dripcare.domain.contacts import CONSENT_SOURCES as SOURCES
 from dripcare.domain.inputs import BadInput
-from dripcare.store.models import Consent, Enrollment, InboundMessage, Message
+from dripcare.domain.statuses import NOT_DELIVERED, REPORTED, MessageStatus as S
 from dripcare.domain.timing import resolve_wall, zone
+from dripcare.store import reports
 
-REPORTED = ("sent", "delivered", "undelivered", "failed", "expired", "skipped", "cancelled")
-FAILED = ("failed", "undelivered")
+# "planned": not known to have gone out yet (waiting, being sent, or in doubt); the rest
+# are the states a manager reads (domain/statuses.py REPORTED).
+PLANNED = (S.SCHEDULED, S.SENDING, S.UNCONFIRMED)
+COLUMNS = ("planned", *(str(s) for s in REPORTED))
 REPLY_KINDS = ("opt_out", "opt_in", "help", "crisis", "reply")
 CHANNELS = ("sms", "email")
 DEFAULT_WINDOW = timedelta(days=30)
+DAYS_AT_MOST = 62  # a longer window counts opt-outs by week, so a chart stays readable
 DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
@@ -40,69 +43,98 @@ def since_instant(text: str | None, now: datetime, tz_name: str) -> datetime:
     return start
 
 
-def _in_window(since: datetime):
-    # A message counts when it was due in the window, or went out in it (a retry, a late send).
-    return sa.or_(Message.due_at >= since, Message.sent_at >= since)
+def _column(status: str) -> str:
+    return "planned" if status in PLANNED else str(status)
 
 
-def message_counts(session: Session, since: datetime, campaigns: dict[str, Campaign]) -> list[dict]:
-    """Per campaign, step and channel: how many messages are in each reported state."""
-    rows = session.execute(
-        sa.select(Enrollment.campaign_id, Message.step_id, Message.channel, Message.status, sa.func.count())
-        .join(Enrollment, Message.enrollment_id == Enrollment.id)
-        .where(_in_window(since), Message.status.in_(REPORTED))
-        .group_by(Enrollment.campaign_id, Message.step_id, Message.channel, Message.status)).all()
+def message_rows(counts: list[tuple], campaigns: dict) -> list[dict]:
+    """Per campaign, step and channel: how many messages are in each state, and the delivery rate."""
     table: dict[tuple, dict] = {}
-    for campaign, step, channel, status, n in rows:
-        table.setdefault((campaign, step, channel), dict.fromkeys(REPORTED, 0))[status] = n
-    return [{"campaign": c, "step": s, "channel": ch, **counts}
-            for (c, s, ch), counts in sorted(table.items(), key=lambda item: _step_order(item[0], campaigns))]
+    for campaign, step, channel, status, n in counts:
+        row = table.setdefault((campaign, step, channel), dict.fromkeys(COLUMNS, 0))
+        row[_column(status)] += n
+    return [{"campaign": c, "step": s, "channel": ch, **row, "rate": delivery_rate(row)}
+            for (c, s, ch), row in sorted(table.items(), key=lambda item: _step_order(item[0], campaigns))]
 
 
-def _step_order(key: tuple, campaigns: dict[str, Campaign]) -> tuple:
+def _step_order(key: tuple, campaigns: dict) -> tuple:
     # Steps in the order the campaign file lists them (the order patients get them in).
     campaign, step, channel = key
     steps = [s.id for s in campaigns[campaign].steps] if campaign in campaigns else []
     return campaign, steps.index(step) if step in steps else len(steps), step, CHANNELS.index(channel)
 
 
-def failures(session: Session, since: datetime) -> dict[str, int]:
-    """Failed and undelivered messages by reason: the provider's code, or max_attempts."""
-    rows = session.execute(sa.select(Message.reason, sa.func.count()).where(
-        _in_window(since), Message.status.in_(FAILED)).group_by(Message.reason)).all()
-    return dict(sorted((reason or "unknown", n) for reason, n in rows))
-
-
-def opt_outs(session: Session, since: datetime) -> dict[str, int]:
-    """Consent revoked in the window, by who or what revoked it."""
-    rows = session.execute(sa.select(Consent.source, sa.func.count()).where(
-        Consent.granted.is_(False), Consent.at >= since).group_by(Consent.source)).all()
-    return {**dict.fromkeys(SOURCES, 0), **dict(rows)}
-
-
-def replies(session: Session, since: datetime) -> dict[str, int]:
-    rows = session.execute(sa.select(InboundMessage.taken_as, sa.func.count()).where(
-        InboundMessage.received_at >= since).group_by(InboundMessage.taken_as)).all()
-    return {**dict.fromkeys(REPLY_KINDS, 0), **dict(rows)}
+def delivery_rate(counts: dict) -> float | None:
+    """delivered / (delivered + undelivered + failed). Only status callbacks report
+    delivered or undelivered, so without one (email, a console transport) the rate would
+    be a guess: it is None."""
+    reached = counts["delivered"] + counts["undelivered"]
+    total = reached + counts["failed"]
+    return round(counts["delivered"] / total, 4) if reached else None
 
 
 def deliverability(messages: list[dict]) -> dict[str, dict]:
-    """Per channel, delivered / (delivered + undelivered + failed). Only status callbacks
-    report delivered or undelivered, so without one (email, a console transport) the rate
-    would be a guess: it is null."""
     result = {}
     for channel in CHANNELS:
-        counts = {s: sum(m[s] for m in messages if m["channel"] == channel) for s in ("delivered", *FAILED)}
-        reached = counts["delivered"] + counts["undelivered"]
-        total = sum(counts.values())
-        counts["rate"] = round(counts["delivered"] / total, 4) if reached else None
-        result[channel] = counts
+        counts = {s: sum(m[s] for m in messages if m["channel"] == channel) for s in ("delivered", *NOT_DELIVERED)}
+        result[channel] = {**counts, "rate": delivery_rate(counts)}
     return result
 
 
-def build(session: Session, since: datetime, now: datetime, campaigns: dict[str, Campaign]) -> dict:
-    messages = message_counts(session, since, campaigns)
-    totals = {s: sum(m[s] for m in messages) for s in REPORTED}
-    return {"since": since, "until": now, "messages": messages, "totals": totals,
-            "failures": failures(session, since), "opt_outs": opt_outs(session, since),
-            "replies": replies(session, since), "deliverability": deliverability(messages)}
+def opt_outs_over_time(revoked: list[tuple[datetime, str]], since: datetime, until: datetime,
+                       tz_name: str) -> dict:
+    """Opt-outs per local day (per week, Mondays, over a longer window), every period
+    listed, the quiet ones too: a chart of them shows when people left and how."""
+    tz = zone(tz_name)
+    # Every opt-out counted has its period, even one stamped after `until` by another clock.
+    first, last = since.astimezone(tz).date(), max([until] + [at for at, _ in revoked]).astimezone(tz).date()
+    weekly = (last - first).days + 1 > DAYS_AT_MOST
+    step = timedelta(days=7 if weekly else 1)
+
+    def period(day: date) -> date:
+        return day - timedelta(days=day.weekday()) if weekly else day
+
+    periods: dict[date, dict] = {}
+    day = period(first)
+    while day <= last:
+        periods[day] = dict.fromkeys(SOURCES, 0)
+        day += step
+    for at, source in revoked:
+        bucket = periods[period(at.astimezone(tz).date())]
+        bucket[source] = bucket.get(source, 0) + 1
+    return {"unit": "week" if weekly else "day",
+            "periods": [{"start": d.isoformat(), **counts} for d, counts in periods.items()]}
+
+
+def _campaign(session: Session, campaign: str | None, campaigns: dict) -> str | None:
+    if campaign is None:
+        return None
+    campaign = campaign.strip()
+    if campaign not in campaigns and not reports.campaign_used(session, campaign):
+        known = ", ".join(sorted(campaigns)) or "none"
+        raise BadInput(f"--campaign {campaign!r} is not a campaign in config/campaigns and has no enrollments "
+                       f"(known: {known})")
+    return campaign
+
+
+def build_report(rt, since: str | None = None, campaign: str | None = None) -> dict:
+    """The whole report as one document: times in the clinic's zone, counts only."""
+    tz_name = rt.clinic.timezone
+    now = rt.clock.now().replace(microsecond=0)  # a report's "until" to the second
+    start = since_instant(since, now, tz_name)
+    with Session(rt.engine) as session:
+        campaign = _campaign(session, campaign, rt.campaigns)
+        messages = message_rows(reports.message_counts(session, start, campaign), rt.campaigns)
+        failures = reports.failure_reasons(session, start, NOT_DELIVERED, campaign)
+        revoked = reports.revocations(session, start, campaign)
+        replies = reports.reply_kinds(session, start, campaign)
+    opt_outs = dict.fromkeys(SOURCES, 0)
+    for _, source in revoked:
+        opt_outs[source] = opt_outs.get(source, 0) + 1
+    return {"since": start.astimezone(zone(tz_name)).isoformat(), "until": now.astimezone(zone(tz_name)).isoformat(),
+            "campaign": campaign, "messages": messages,
+            "totals": {c: sum(m[c] for m in messages) for c in COLUMNS},
+            "failures": failures, "opt_outs": opt_outs,
+            "opt_outs_over_time": opt_outs_over_time(revoked, start, now, tz_name),
+            "replies": {**dict.fromkeys(REPLY_KINDS, 0), **replies},
+            "deliverability": deliverability(messages)}
