@@ -7,11 +7,10 @@ import json
 import shutil
 import sqlite3
 from datetime import datetime, timezone
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from tests.support.clihelp import js, ok
+from tests.support.clihelp import dump, js, ok, one_line
 
 UTC = timezone.utc
 NY = ZoneInfo("America/New_York")
@@ -21,13 +20,6 @@ MESSAGE_FIELDS = {"id", "step", "channel", "session_id", "status", "reason", "du
                   "next_attempt_at", "sent_at", "attempts", "provider_id"}
 PATIENT_FIELDS = {"id", "external_id", "first_name", "last_name", "preferred_name", "phone", "email",
                   "timezone", "locale", "discreet", "consent"}
-
-
-def one_line(r, code: int = 1) -> str:
-    assert r.code == code, (r.code, r.out, r.err)
-    lines = r.err.strip().splitlines()
-    assert len(lines) == 1, r.err
-    return lines[0]
 
 
 def add_patient(cli, *extra: str, by: str = "reception") -> dict:
@@ -94,13 +86,6 @@ def second_campaign(clinic_dir):
 @pytest.fixture(scope="module")
 def template_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("enrolled-template")
-
-
-def dump(path: Path) -> dict:
-    """Every row of every table: the strictest "nothing written"."""
-    with sqlite3.connect(path) as connection:
-        tables = [r[0] for r in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-        return {t: connection.execute(f"SELECT * FROM {t} ORDER BY rowid").fetchall() for t in tables}
 
 
 def world(cli) -> tuple:
@@ -295,7 +280,8 @@ def test_session_complete_and_no_show(cli):
     add_patient(cli)
     enroll_six(cli)
     sid = [x["id"] for x in sessions(cli)]
-    ok(cli("session", "no-show", str(sid[1])))
+    started = {"DRIPCARE_NOW": "2027-03-10T12:45:00Z"}  # 07:45 in New York: session 2 began at 07:30
+    ok(cli("session", "no-show", str(sid[1]), env=started))
     rows = timeline(cli)
     assert {r["reason"] for r in find(rows, session_id=sid[1]) if r["status"] == "cancelled"} == {"no_show"}
     ok(cli("session", "complete", str(sid[0])))

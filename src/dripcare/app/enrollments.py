@@ -9,11 +9,13 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from dripcare.app.patients import get_record
+from dripcare.app.effects import Hints, Outcome, apply
+from dripcare.app.patients import change, get_record
+from dripcare.app.wording import when
 from dripcare.domain import inputs
 from dripcare.domain.campaign import Campaign
 from dripcare.domain.inputs import BadInput
-from dripcare.domain.statuses import OPEN_ENROLLMENT
+from dripcare.store import patients as patient_rows
 from dripcare.store.db import transaction
 from dripcare.store.models import Enrollment, Patient, TreatmentSession
 
@@ -32,10 +34,11 @@ def new_enrollment(session: Session, patient_id: int, campaign_id: str, now: dat
 
 
 def enroll(rt, ref: str, campaign_id: str, session_times: list[str], *, by: str,
-           modality: str | None = None, location: str | None = None, duration: int = 60) -> Enrollment:
+           modality: str | None = None, location: str | None = None, duration: int = 60) -> Outcome[Enrollment]:
+    """A session already in the past is booked as history, with a note (nothing is sent before it)."""
     campaign = _campaign(rt, campaign_id)
 
-    def act(session, patient, now):
+    def act(session, patient, now, hints: Hints):
         starts = [inputs.local_datetime(t, patient.timezone, "--session") for t in session_times]
         current = session.execute(sa.select(Enrollment.id).where(
             Enrollment.patient_id == patient.id, Enrollment.campaign_id == campaign.id,
@@ -45,12 +48,14 @@ def enroll(rt, ref: str, campaign_id: str, session_times: list[str], *, by: str,
                            f"add sessions with `dripcare session add`")
         enrollment = new_enrollment(session, patient.id, campaign.id, now)
         for start in sorted(starts):
-            session.add(TreatmentSession(enrollment_id=enrollment.id, starts_at=start, duration_minutes=duration,
-                                         modality=modality, location=location))
-        session.flush()
+            row = TreatmentSession(enrollment_id=enrollment.id, starts_at=start, duration_minutes=duration,
+                                   modality=modality, location=location)
+            session.add(row)
+            session.flush()
+            _note_if_past(hints, row, now)
         return enrollment
 
-    return rt.change(ref, by, act)
+    return change(rt, ref, by, act)
 
 
 def _campaign(rt, campaign_id: str) -> Campaign:
@@ -61,16 +66,47 @@ def _campaign(rt, campaign_id: str) -> Campaign:
 
 
 def add_session(rt, ref: str, at: str, *, by: str, campaign_id: str | None = None,
-                modality: str | None = None, duration: int = 60, location: str | None = None) -> TreatmentSession:
-    def act(session, patient, now):
+                modality: str | None = None, duration: int = 60, location: str | None = None,
+                external_id: str | None = None, past: bool = False) -> Outcome[TreatmentSession]:
+    """Book a session; one before now only as history (`past`), planning nothing before now."""
+    def act(session, patient, now, hints: Hints):
         enrollment = _open_enrollment(session, patient, campaign_id)
-        row = TreatmentSession(enrollment_id=enrollment.id, starts_at=inputs.local_datetime(at, patient.timezone, "--at"),
-                               duration_minutes=duration, modality=modality, location=location)
+        starts = _start(at, patient, now, past)
+        row = TreatmentSession(enrollment_id=enrollment.id, starts_at=starts, duration_minutes=duration,
+                               modality=modality, location=location,
+                               external_id=_free_external_id(session, external_id, None))
         session.add(row)
         session.flush()
+        _note_if_past(hints, row, now)
         return row
 
-    return rt.change(ref, by, act)
+    return change(rt, ref, by, act)
+
+
+def _start(at: str, patient: Patient, now: datetime, past: bool) -> datetime:
+    """The typed start; a time before now is a typo unless staff say they record history."""
+    starts = inputs.local_datetime(at, patient.timezone, "--at")
+    if starts < now and not past:
+        raise BadInput(f"--at {at!r} is in the past (it is now {when(now, patient.timezone)}); "
+                       f"add --past to record a session that already took place")
+    return starts
+
+
+def _free_external_id(session: Session, text: str | None, session_id: int | None) -> str | None:
+    """The EHR's appointment id, unique across sessions (None: not given or empty)."""
+    value = (text or "").strip() or None
+    if value is not None:
+        other = patient_rows.session_with_external_id(session, value)
+        if other is not None and other.id != session_id:
+            patient_id = session.get(Enrollment, other.enrollment_id).patient_id
+            raise BadInput(f"--external-id {value!r} already belongs to session {other.id} (patient {patient_id}); "
+                           f"`dripcare timeline {patient_id}` shows it")
+    return value
+
+
+def _note_if_past(hints: Hints, row: TreatmentSession, now: datetime) -> None:
+    if row.starts_at < now:
+        hints.past_sessions.append((row.id, row.starts_at))
 
 
 def _open_enrollment(session: Session, patient: Patient, campaign_id: str | None) -> Enrollment:
@@ -87,44 +123,66 @@ def _open_enrollment(session: Session, patient: Patient, campaign_id: str | None
     return enrollments[0]
 
 
-def _session_patient(session: Session, session_id: str) -> tuple[TreatmentSession, int]:
+def _session_patient(session: Session, session_id: str) -> tuple[TreatmentSession, Patient]:
     row = get_record(session, TreatmentSession, session_id, "session", "`dripcare timeline PATIENT`")
-    return row, session.get(Enrollment, row.enrollment_id).patient_id
+    return row, session.get(Patient, session.get(Enrollment, row.enrollment_id).patient_id)
 
 
-def change_session(rt, session_id: str, *, by: str, action: str | None = None,
-                   at: str | None = None) -> TreatmentSession:
+def change_session(rt, session_id: str, *, by: str, action: str | None = None, at: str | None = None,
+                   external_id: str | None = None, past: bool = False) -> Outcome[TreatmentSession]:
     """Reschedule (`at`) or cancel / complete / no-show (`action`) one session."""
+    now = rt.clock.now()
     with transaction(rt.engine) as session:
-        row, patient_id = _session_patient(session, session_id)
-        patient = session.get(Patient, patient_id)
-        if at is not None:
-            if row.status != "scheduled":
-                raise BadInput(f"session {row.id} is {row.status}; only a scheduled session can be rescheduled")
-            row.starts_at = inputs.local_datetime(at, patient.timezone, "--at")
-        else:
-            if row.status != "scheduled" and not (action == "complete" and row.status == "no_show"):
-                raise BadInput(f"session {row.id} is already {row.status}")
-            row.status = SESSION_ACTIONS[action]
-        session.add(row)
-        session.flush()
-        rt.replan(session, patient, by)
-        return row
+        row, patient = _session_patient(session, session_id)
+
+        def act(session, patient, now, hints: Hints):
+            if at is not None:
+                _reschedule(session, row, patient, at, external_id, past, now, hints)
+            else:
+                _mark(row, patient, action, now)
+            session.add(row)
+            session.flush()
+            return row
+
+        return apply(rt, session, patient, by, now, act)
 
 
-def change_enrollment(rt, enrollment_id: str, action: str, *, by: str) -> Enrollment:
+def _reschedule(session: Session, row: TreatmentSession, patient: Patient, at: str, external_id: str | None,
+                past: bool, now: datetime, hints: Hints) -> None:
+    if row.status != "scheduled":
+        raise BadInput(f"session {row.id} is {row.status}; only a scheduled session can be rescheduled")
+    row.starts_at = _start(at, patient, now, past)
+    if external_id is not None:
+        row.external_id = _free_external_id(session, external_id, row.id)
+    _note_if_past(hints, row, now)
+
+
+def _mark(row: TreatmentSession, patient: Patient, action: str, now: datetime) -> None:
+    if row.status != "scheduled" and not (action == "complete" and row.status == "no_show"):
+        raise BadInput(f"session {row.id} is already {row.status}")
+    if action in ("complete", "no-show") and row.starts_at > now:
+        word = "completed" if action == "complete" else "a no-show"
+        raise BadInput(f"session {row.id} has not started: it starts {when(row.starts_at, patient.timezone)}; "
+                       f"it can be marked {word} once it has started")
+    row.status = SESSION_ACTIONS[action]
+
+
+def change_enrollment(rt, enrollment_id: str, action: str, *, by: str) -> Outcome[Enrollment]:
+    now = rt.clock.now()
     with transaction(rt.engine) as session:
         enrollment = get_record(session, Enrollment, enrollment_id, "enrollment", "`dripcare patient show PATIENT`")
         if enrollment.status not in ENROLLMENT_ACTIONS[action]:
             raise BadInput(f"enrollment {enrollment.id} is {enrollment.status}; cannot {action} it")
-        now = rt.clock.now()
-        if action == "complete":
-            enrollment.status, enrollment.completed_at = "completed", now
-        else:
-            enrollment.status = {"pause": "paused", "resume": "active", "withdraw": "withdrawn"}[action]
-            if action == "resume" and enrollment.completed_at is not None:
-                enrollment.status = "completed"
-        session.add(enrollment)
-        session.flush()
-        rt.replan(session, session.get(Patient, enrollment.patient_id), by)
-        return enrollment
+
+        def act(session, patient, now, hints):
+            if action == "complete":
+                enrollment.status, enrollment.completed_at = "completed", now
+            else:
+                enrollment.status = {"pause": "paused", "resume": "active", "withdraw": "withdrawn"}[action]
+                if action == "resume" and enrollment.completed_at is not None:
+                    enrollment.status = "completed"
+            session.add(enrollment)
+            session.flush()
+            return enrollment
+
+        return apply(rt, session, session.get(Patient, enrollment.patient_id), by, now, act)

@@ -1,16 +1,27 @@
-"""Messages by hand (SPEC 9): staff cancel or retry one message, or plan again."""
+"""Messages as staff see and touch them (SPEC 9): cancel or retry one by hand, plan
+again, and the outbox of every patient, filtered and streamed."""
 
 from __future__ import annotations
 
-import sqlalchemy as sa
+import re
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+
 from sqlmodel import Session
 
-from dripcare.app.patients import get_record
+from dripcare.app.patients import find_patient, get_record
 from dripcare.app.reconcile import Changes
+from dripcare.domain import inputs
 from dripcare.domain.inputs import BadInput
+from dripcare.domain.statuses import ALL
+from dripcare.domain.timing import resolve_wall, zone
 from dripcare.store import outbox
+from dripcare.store import patients as patient_rows
 from dripcare.store.db import transaction
 from dripcare.store.models import Enrollment, Message, Patient
+from dripcare.store.outbox import OutboxFilter
+
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 def replan(rt, *, by: str | None, enrollment_id: str | None = None) -> Changes:
@@ -20,7 +31,7 @@ def replan(rt, *, by: str | None, enrollment_id: str | None = None) -> Changes:
         if enrollment_id is not None:
             patient_ids = [get_record(session, Enrollment, enrollment_id, "enrollment", "`dripcare patient show PATIENT`").patient_id]
         else:
-            patient_ids = session.execute(sa.select(Enrollment.patient_id).distinct()).scalars().all()
+            patient_ids = patient_rows.enrolled_patient_ids(session)
         for patient_id in patient_ids:
             total.counts.update(rt.replan(session, session.get(Patient, patient_id), by).counts)
     return total
@@ -53,8 +64,6 @@ def retry_message(rt, message_id: str, *, by: str) -> Message:
 
 def timeline(rt, ref: str | int):
     """One patient and their messages, planned and past, in the order they go out."""
-    from dripcare.app.patients import find_patient
-
     with Session(rt.engine) as session:
         patient = find_patient(session, ref)
         return patient, outbox.of_patient(session, patient.id)
@@ -68,3 +77,48 @@ def step_outcomes(rt) -> list[tuple[str, str, str | None, int]]:
 def recipients(rt) -> dict[int, tuple[str, str, str]]:
     with Session(rt.engine) as session:
         return outbox.recipients(session)
+
+
+# --- the outbox of every patient ----------------------------------------------------------------
+
+def outbox_filter(rt, *, statuses: list[str] = (), patient: str | None = None, campaign: str | None = None,
+                  since: str | None = None, until: str | None = None) -> OutboxFilter:
+    """What staff typed, checked: states, a patient, a campaign, a date range (clinic's zone)."""
+    chosen = tuple(dict.fromkeys(inputs.choice(s, ALL, "--status") for s in statuses))
+    patient_id = None
+    if patient is not None:
+        with Session(rt.engine) as session:
+            patient_id = find_patient(session, patient).id
+    if campaign is not None and campaign not in rt.campaigns:
+        raise BadInput(f"--campaign {campaign!r} is not a campaign in config/campaigns "
+                       f"(known: {', '.join(sorted(rt.campaigns)) or 'none'})")
+    start = _moment(since, rt.clinic.timezone, "--since", end=False)
+    end = _moment(until, rt.clinic.timezone, "--until", end=True)
+    if start is not None and end is not None and end <= start:
+        raise BadInput(f"--until {until!r} is not after --since {since!r}")
+    return OutboxFilter(statuses=chosen, patient_id=patient_id, campaign=campaign, since=start, until=end)
+
+
+def _moment(text: str | None, tz_name: str, what: str, *, end: bool) -> datetime | None:
+    """A date (the whole day, in the clinic's zone) or a date and time."""
+    if text is None:
+        return None
+    if _DATE.match(text.strip()):
+        try:
+            day = datetime.fromisoformat(text.strip())
+        except ValueError:
+            raise BadInput(f"{what} {text!r} is not a date like 2027-03-01") from None
+        return resolve_wall(day + timedelta(days=1 if end else 0), zone(tz_name))
+    return inputs.local_datetime(text, tz_name, what)
+
+
+def outbox_rows(rt, f: OutboxFilter, limit: int | None = None) -> Iterator[tuple[Message, str]]:
+    """(message, the patient's zone), oldest due first, read in chunks: a 100k-row outbox
+    is never held in memory at once."""
+    with Session(rt.engine) as session:
+        yield from outbox.listing(session, f, limit)
+
+
+def outbox_count(rt, f: OutboxFilter) -> int:
+    with Session(rt.engine) as session:
+        return outbox.count(session, f)

@@ -10,10 +10,12 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from dripcare.app import consent
+from dripcare.app.effects import Hints, Outcome, apply
 from dripcare.domain import inputs
-from dripcare.domain.contacts import CHANNELS
+from dripcare.domain.contacts import CHANNELS, contact_for
 from dripcare.domain.inputs import BadInput
 from dripcare.store import consent as consent_rows
+from dripcare.store import patients as patient_rows
 from dripcare.store.db import transaction
 from dripcare.store.models import Patient
 
@@ -111,7 +113,7 @@ def give_consent(session: Session, patient: Patient, channel: str, granted: bool
 
 def update_patient(rt, ref: str, *, by: str, phone=None, email=None, timezone=None, locale=None,
                    first_name=None, last_name=None, preferred_name=None, discreet=None,
-                   external_id=None) -> Patient:
+                   external_id=None) -> Outcome[Patient]:
     """Changing a phone or email clears its invalid flag and needs consent again (SPEC 5)."""
     values = checked_values(rt, phone=phone, email=email, timezone=timezone, locale=locale,
                             first_name=first_name, last_name=last_name, preferred_name=preferred_name)
@@ -120,12 +122,24 @@ def update_patient(rt, ref: str, *, by: str, phone=None, email=None, timezone=No
     if external_id is not None:
         values["external_id"] = external_id.strip() or None
 
-    def act(session, patient, now):
+    def act(session, patient, now, hints: Hints):
         _external_id_free(session, values.get("external_id"), patient.id)
+        had = consent_rows.consent_in_force(session, patient)
+        old = {c: contact_for(patient, c) for c in CHANNELS}
         change_patient(session, patient, values)
+        held = consent_rows.consent_in_force(session, patient)
+        hints.dropped.update(c for c in CHANNELS if had[c] and not held[c] and old[c] != contact_for(patient, c))
         return patient
 
-    return rt.change(ref, by, act)
+    return change(rt, ref, by, act)
+
+
+def change(rt, ref: str | int, by: str | None, act) -> Outcome:
+    """Find the patient, apply `act`, replan and say what it did: all or nothing, at one
+    instant (a step due at the change itself is planned at it, not a moment later)."""
+    now = rt.clock.now()
+    with transaction(rt.engine) as session:
+        return apply(rt, session, find_patient(session, ref), by, now, act)
 
 
 def change_patient(session: Session, patient: Patient, values: dict) -> None:
@@ -141,16 +155,57 @@ def change_patient(session: Session, patient: Patient, values: dict) -> None:
 
 
 def set_consent(rt, ref: str, channel: str, granted: bool, *, source: str, by: str,
-                evidence: str | None = None) -> Patient:
+                evidence: str | None = None) -> Outcome[Patient]:
     """Consent given or withdrawn for the patient's current contact; planned again."""
     channel = inputs.choice(channel, CHANNELS, "--channel")
 
-    def act(session, patient, now):
+    def act(session, patient, now, hints):
         give_consent(session, patient, channel, granted, now, source=source, by=by, evidence=evidence)
         return patient
 
-    return rt.change(ref, by, act)
+    return change(rt, ref, by, act)
 
 
 def current_consent(session: Session, patient: Patient) -> dict[str, bool]:
     return consent_rows.consent_in_force(session, patient)
+
+
+# --- what staff look up -----------------------------------------------------------------------
+
+def document(patient: Patient, consent_now: dict[str, bool]) -> dict:
+    """A patient as `patient add|show|list --json` print it (SPEC 9)."""
+    return {"id": patient.id, "external_id": patient.external_id, "first_name": patient.first_name,
+            "last_name": patient.last_name, "preferred_name": patient.preferred_name, "phone": patient.phone,
+            "email": patient.email, "timezone": patient.timezone, "locale": patient.locale,
+            "discreet": patient.discreet, "consent": consent_now,
+            "phone_invalid": patient.phone_invalid, "email_invalid": patient.email_invalid}
+
+
+def every_patient(rt) -> list[dict]:
+    """Every patient, their consent read in one statement (an import leaves thousands)."""
+    with Session(rt.engine) as session:
+        rows = patient_rows.every_patient(session)
+        consent_now = consent_rows.in_force_for(session, rows)
+        return [document(p, consent_now[p.id]) for p in rows]
+
+
+def patient_document(rt, ref: str | int) -> dict:
+    """One patient, with their consent, enrollments and sessions (times left as instants)."""
+    with Session(rt.engine) as session:
+        patient = find_patient(session, ref)
+        result = document(patient, current_consent(session, patient))
+        result["enrollments"] = course_of(session, patient.id)
+        return result
+
+
+def course_of(session: Session, patient_id: int) -> list[dict]:
+    """The patient's enrollments, each with its sessions numbered in the order they take place."""
+    result = []
+    for e in patient_rows.enrollments_of(session, patient_id):
+        sessions = [{"id": s.id, "number": n, "starts_at": s.starts_at, "status": s.status,
+                     "duration_minutes": s.duration_minutes, "modality": s.modality, "location": s.location,
+                     "external_id": s.external_id}
+                    for n, s in enumerate(patient_rows.sessions_of(session, e.id), 1)]
+        result.append({"id": e.id, "campaign": e.campaign_id, "status": e.status, "enrolled_at": e.enrolled_at,
+                       "completed_at": e.completed_at, "sessions": sessions})
+    return result

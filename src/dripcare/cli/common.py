@@ -1,24 +1,51 @@
-"""What every command group shares: settings, config, the database, one-line errors."""
+"""What every command group shares: settings, the clinic's files, the database, one-line
+errors, the screen's width, and how a change tells staff what it did."""
 
 from __future__ import annotations
 
 import getpass
 import json
+import os
+import shutil
 import sys
+from collections.abc import Iterable
 from datetime import datetime
 from functools import lru_cache
 from typing import NoReturn
 
+import typer
+from rich import box
 from rich.console import Console
+from rich.table import Table
 
+from dripcare.app import wording
 from dripcare.config.campaigns import load_campaigns
-from dripcare.domain.campaign import Campaign
 from dripcare.config.clinic import Clinic, ConfigError, load_clinic
 from dripcare.config.settings import Settings, SettingsError
+from dripcare.domain.campaign import Campaign
 
-# Piped output (tests, logs, `| less`) gets room for a timeline table rather than 80 columns.
-console = Console(highlight=False, width=None if sys.stdout.isatty() else 150)
+# Width is set for each run (`fit_screen`): a terminal's own, COLUMNS, else 80.
+console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
+
+# Options every command group words the same way.
+By = typer.Option(None, "--by", metavar="NAME", help="Who is doing this (default: your login name).")
+Json = typer.Option(False, "--json", help="Print one JSON document instead of text.")
+
+
+def screen_width() -> int:
+    """COLUMNS when set, a terminal's width, or 80 when output goes to a file or a pipe."""
+    columns = os.environ.get("COLUMNS", "").strip()
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    if sys.stdout.isatty():
+        return shutil.get_terminal_size().columns
+    return 80
+
+
+def fit_screen() -> None:
+    for each in (console, err_console):
+        each.width = screen_width()
 
 
 def fail(message: str) -> NoReturn:
@@ -31,7 +58,20 @@ def settings() -> Settings:
     return Settings()
 
 
+def clinic_files_present() -> None:
+    """Every command but init and demo works on a clinic's files: where there are none it
+    says so before anything is opened, so nothing (no dripcare.db) is created."""
+    try:
+        config_dir = settings().config_dir
+    except SettingsError as error:
+        fail(str(error))
+    if not (config_dir / "clinic.toml").is_file():
+        fail(f"no clinic files here ({config_dir / 'clinic.toml'} not found); run `dripcare init` to write "
+             f"them, or set DRIPCARE_CONFIG_DIR to the clinic's config folder")
+
+
 def clinic_and_campaigns() -> tuple[Clinic, dict[str, Campaign]]:
+    clinic_files_present()
     s = settings()
     try:
         clinic = load_clinic(s.config_dir)
@@ -60,26 +100,30 @@ def print_json(document) -> None:
     sys.stdout.write(json.dumps(document, default=_default, indent=2, ensure_ascii=False) + "\n")
 
 
-def database():
-    """The engine (schema checked) and the clock, for commands that need no clinic files:
-    `status` must answer even while a campaign file is broken."""
-    from dripcare.store.db import DatabaseBehind, ensure_schema, make_engine
+def stream_json(documents: Iterable[dict]) -> None:
+    """One JSON list, written as each object is read: a long listing never sits in memory."""
+    out = sys.stdout
+    out.write("[")
+    for n, document in enumerate(documents):
+        out.write(("," if n else "") + "\n  " + json.dumps(document, default=_default, ensure_ascii=False))
+    out.write("\n]\n")
 
-    s = settings()
+
+def database():
+    """The engine (schema checked) and the clock, for commands that need no campaign files:
+    `status` must answer even while a campaign file is broken."""
+    from dripcare.app.schema import DatabaseUnavailable, opened
+
+    clinic_files_present()
     try:
-        engine = make_engine(s.database_url)
-        ensure_schema(engine)
-        return engine, s.clock()
-    except (SettingsError, DatabaseBehind) as error:
+        return opened(settings())
+    except (SettingsError, DatabaseUnavailable) as error:
         fail(str(error))
-    except Exception as error:  # the database is unreachable or not a database
-        fail(f"cannot open the database at DATABASE_URL: {type(error).__name__}: {str(error).splitlines()[0]}")
 
 
 def runtime():
     """Settings, database (schema checked), clinic files and the clock, or one error line."""
     from dripcare.app.runtime import open_runtime
-    from dripcare.config.clinic import ConfigError
 
     engine, clock = database()
     try:
@@ -89,12 +133,8 @@ def runtime():
 
 
 def local(instant: datetime | None, tz_name: str) -> str:
-    """A UTC instant as the patient reads it: `Wed 2027-06-09 10:00 MDT`."""
-    if instant is None:
-        return ""
-    from dripcare.domain.timing import zone
-
-    return instant.astimezone(zone(tz_name)).strftime("%a %Y-%m-%d %H:%M %Z")
+    """A UTC instant as the patient reads it: `Wed 9 Jun 2027 10:00 MDT`."""
+    return wording.when(instant, tz_name)
 
 
 def iso(instant: datetime | None, tz_name: str | None = None) -> str | None:
@@ -104,3 +144,46 @@ def iso(instant: datetime | None, tz_name: str | None = None) -> str | None:
     from dripcare.domain.timing import zone
 
     return (instant.astimezone(zone(tz_name)) if tz_name else instant).isoformat()
+
+
+def table(*headers: str, wide: Iterable[str] = ()) -> Table:
+    """A table that fits the screen: columns in `wide` fold their long values over lines;
+    the others keep their width (a value is never cut off without a fold)."""
+    grid = Table(box=box.SIMPLE_HEAD, show_edge=False, padding=0, pad_edge=False)
+    for header in headers:
+        grid.add_column(header, overflow="fold", no_wrap=header not in wide)
+    return grid
+
+
+def say(line: str) -> None:
+    """A line of output that wraps at the screen's width, markup-free (values are the clinic's)."""
+    console.print(line, markup=False)
+
+
+def say_effect(effect, *, json_document: dict | None = None) -> None:
+    """What a change did: counts per channel, the next message, and every note."""
+    if json_document is not None:
+        json_document["effect"] = effect.as_dict()
+        nxt = json_document["effect"]["next_message"]
+        if nxt is not None:
+            nxt["at"] = iso(nxt["at"], effect.timezone)
+        print_json(json_document)
+        return
+    say(f"messages: {changes_line(effect)}")
+    nxt = effect.next_message
+    say(f"next message: {local(nxt.at, effect.timezone)}, {wording.CHANNEL_WORD[nxt.channel]} "
+        f"({nxt.step})" if nxt else "next message: none planned")
+    for note in effect.notes:
+        say(f"note: {note}")
+
+
+def changes_line(effect) -> str:
+    parts = []
+    for word, counts in (("planned", effect.planned), ("moved", effect.moved),
+                         ("cancelled", effect.cancelled), ("skipped", effect.skipped)):
+        if sum(counts.values()):
+            parts.append(f"{sum(counts.values())} {word} ({wording.per_channel(counts)})")
+    if not parts:
+        return "no change"
+    reasons = ", ".join(f"{n} {reason}" for reason, n in sorted(effect.reasons.items()))
+    return "; ".join(parts) + (f"; why: {reasons}" if reasons else "")

@@ -7,16 +7,17 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.table import Table
 
-from dripcare.cli.common import clinic_and_campaigns, console, fail, settings
+from dripcare.app.wording import CHANNEL_WORD, step_words
+from dripcare.cli.common import clinic_and_campaigns, clinic_files_present, console, fail, say, settings, table
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
 campaigns_app = typer.Typer(help="The campaigns in config/campaigns.", no_args_is_help=True)
 
 
-def init(directory: Optional[Path] = typer.Argument(None, metavar="[DIR]", help="Where to write (default: here).")):
+def init(directory: Optional[Path] = typer.Argument(None, metavar="DIR",
+                                                    help="The folder to write into (default: this one).")):
     """Write the example config/ and messages/ for a new clinic to edit."""
     target = directory or Path.cwd()
     existing = [name for name in ("config", "messages") if (target / name).exists()]
@@ -36,38 +37,42 @@ def init(directory: Optional[Path] = typer.Argument(None, metavar="[DIR]", help=
 @db_app.command("upgrade")
 def db_upgrade():
     """Create or upgrade the database schema (Procfile: release)."""
-    from dripcare.store.db import make_engine, upgrade
+    from dripcare.app.schema import DatabaseUnavailable, upgraded
+    from dripcare.config.settings import SettingsError
 
+    clinic_files_present()
     try:
-        upgrade(make_engine(settings().database_url))
-    except Exception as error:
-        fail(f"cannot upgrade the database: {type(error).__name__}: {str(error).splitlines()[0]}")
-    console.print("database is up to date")
+        upgraded(settings())
+    except (SettingsError, DatabaseUnavailable) as error:
+        fail(str(error))
+    say("database is up to date")
+
+
+COURSE_END = {"last_booked": "course-end steps follow the last booked session",
+              "on_complete": "course-end steps wait for dripcare enrollment complete"}
 
 
 @campaigns_app.command("list")
 def campaigns_list():
-    """Every campaign and its steps count."""
+    """Every campaign: its id, name, steps and channels."""
     _, campaigns = clinic_and_campaigns()
-    table = Table("id", "name", "steps", "channels", "course end")
+    if not campaigns:
+        say("no campaigns in config/campaigns")
+        return
+    grid = table("id", "name", "steps", "channels", wide=("id", "name"))
     for c in campaigns.values():
-        table.add_row(c.id, c.name, str(len(c.steps)), ", ".join(c.channels), c.course_end)
-    console.print(table)
+        grid.add_row(c.id, c.name, str(len(c.steps)), ", ".join(CHANNEL_WORD[ch] for ch in c.channels))
+    console.print(grid)
 
 
 @campaigns_app.command("show")
-def campaigns_show(campaign_id: str = typer.Argument(..., metavar="ID")):
-    """One campaign's steps: anchor, offset, time of day, channels, priority, expiry."""
+def campaigns_show(campaign_id: str = typer.Argument(..., metavar="ID",
+                                                     help="The campaign id, shown by dripcare campaigns list.")):
+    """One campaign's steps in words: when each goes out, on which channels, until when."""
     _, campaigns = clinic_and_campaigns()
     campaign = campaigns.get(campaign_id)
     if campaign is None:
         fail(f"campaign {campaign_id!r} not found (known: {', '.join(sorted(campaigns)) or 'none'})")
-    console.print(f"{campaign.id}: {campaign.name} (course end: {campaign.course_end})")
-    table = Table("step", "anchor", "offset", "at", "channels", "priority", "expires", "when")
+    say(f"{campaign.id}: {campaign.name}; {COURSE_END.get(campaign.course_end, campaign.course_end)}")
     for s in campaign.steps:
-        offset = f"{s.offset.days:+d}d" if s.offset.days else ""
-        offset += f"{'-' if s.offset.elapsed.total_seconds() < 0 else '+'}{abs(s.offset.elapsed)}" if s.offset.elapsed or not offset else ""
-        expires = s.expires if isinstance(s.expires, str) else (str(s.expires) if s.expires else "default")
-        table.add_row(s.id, s.anchor, offset, s.at.strftime("%H:%M") if s.at else "", ", ".join(s.channels),
-                      str(s.priority), expires, s.when)
-    console.print(table)
+        say(f"  {s.id}: {step_words(s)}")
