@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from sqlmodel import Session
 
@@ -115,8 +117,12 @@ def test_nothing_stale_goes_out_after_a_restart(tmp_path, clinic_dir):
 def test_worker_refuses_a_real_transport_without_credentials(tmp_path, clinic_dir):
     env = _env(tmp_path, clinic_dir, "2027-03-01T15:00:00Z", DRIPCARE_SMS_TRANSPORT="twilio")
     result = subprocess.run([DRIPCARE, "worker"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
-    assert result.returncode == 1
-    assert result.stderr.strip().count("\n") == 0 and "TWILIO_ACCOUNT_SID" in result.stderr
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    # Every missing setting at once, one line each: no restart per variable.
+    assert [line.split()[1] for line in lines] == ["TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN",
+                                                    "TWILIO_MESSAGING_SERVICE_SID", "DRIPCARE_SECRET_KEY"]
+    assert not (tmp_path / "worker.db").exists()
 
 
 def test_status_shows_queue_workers_and_failures(cli):
@@ -127,13 +133,31 @@ def test_status_shows_queue_workers_and_failures(cli):
     assert result.code == 0, result.err
     snap = json.loads(result.out)
     assert snap["queue"]["by_status"]["scheduled"] >= 1 and snap["workers"] == []
-    assert snap["simulated_clock"] == "2027-03-01T15:00:00Z"
+    assert snap["simulated_clock"] == "2027-03-01T15:00:00Z" and "simulated clock" in snap["clock"]
+    assert snap["send_rates"] == {
+        "sms": {"configured_per_second": 1.0, "sent_last_minute": 0, "achieved_per_second": 0},
+        "email": {"configured_per_second": 5.0, "sent_last_minute": 0, "achieved_per_second": 0}}
+    text = cli("status", env={"DRIPCARE_SMS_RATE": "3"}).out
+    assert "workers: 0 running, 0 stopped" in text and "send rate sms: 3/s configured" in text
     result = cli("channel", "pause", "sms", "--reason", "carrier maintenance")
     assert result.code == 0
     assert "carrier maintenance" in cli("status").out
     assert cli("channel", "resume", "sms").code == 0
     assert "paused" not in cli("status").out
+    assert "was not paused; nothing changed" in cli("channel", "resume", "sms").out
     assert cli("channel", "pause", "fax").code == 1
+
+
+@pytest.mark.parametrize("command", [["status"], ["worker"], ["dispatch"], ["channel", "pause"],
+                                     ["channel", "resume"], ["demo"]])
+def test_operations_help_is_plain_words_with_every_option_described(cli, command):
+    result = cli(*command, "--help")
+    assert result.code == 0
+    assert not re.search(r"<\w+>|\{\w+\}|\bTEXT\b|\bBOOLEAN\b|\bINTEGER\b", result.out), result.out
+    for line in result.out.splitlines():
+        option = re.search(r"(--[a-z-]+)\s*(\S*)\s*(.*)│", line)
+        if option:
+            assert option.group(3).strip() or option.group(2), f"{option.group(1)} is not described: {line}"
 
 
 def test_a_changed_campaign_file_is_planned_with_and_a_bad_one_keeps_the_last_good(rt, clinic_dir):

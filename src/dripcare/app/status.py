@@ -1,29 +1,39 @@
-"""What an operator needs at a glance: workers, queue, overdue, pauses, failures."""
+"""What an operator needs at a glance (`dripcare status`): workers running or stopped,
+the queue, the oldest overdue message, paused channels, failures, the configured send
+rate beside what went out in the last minute, refused clinic files, and the clock."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlmodel import Session
 
+from dripcare.app.workers import real_now, workers_shown, youngest_age
 from dripcare.store import channels
 from dripcare.store import config_files
 from dripcare.store.models import Message, MessageEvent, Worker
 
 OVERDUE_AFTER = timedelta(minutes=5)
+RATE_WINDOW = timedelta(minutes=1)
 
 
-def workers(session: Session, now: datetime) -> list[dict]:
-    rows = session.execute(sa.select(Worker).where(Worker.stopped_at.is_(None))
-                           .order_by(Worker.heartbeat_at.desc())).scalars()
-    return [{"id": w.id, "hostname": w.hostname, "pid": w.pid, "started_at": w.started_at,
-             "heartbeat_age_seconds": round((now - w.heartbeat_at).total_seconds(), 1)} for w in rows]
+@dataclass(frozen=True)
+class Operation:
+    """The settings `status` reports against: the deployment's rates and dispatch interval."""
+
+    rates: dict[str, float]
+    interval: float
+    clock: str = "system clock"
+    speed: float = 1.0
 
 
-def youngest_heartbeat_age(session: Session, now: datetime) -> float | None:
-    latest = session.execute(sa.select(sa.func.max(Worker.heartbeat_at)).where(Worker.stopped_at.is_(None))).scalar()
-    return None if latest is None else (now - latest).total_seconds()
+def youngest_heartbeat_age(session: Session, now: datetime | None = None) -> float | None:
+    """Seconds since the youngest heartbeat of a worker that has not stopped, judged on the
+    wall clock whatever `now` says (a simulated `now` would make a dead worker look alive).
+    `app.workers.heartbeat_age(rt)` is the one to call; this stays for callers with a session."""
+    return youngest_age(session)
 
 
 def queue(session: Session, now: datetime) -> dict:
@@ -51,12 +61,42 @@ def carrier_filtered(session: Session) -> int:
 
 
 def campaign_errors(session: Session) -> dict[str, str]:
+    """Refused clinic files by file name ("clinic.toml", "campaigns/ketamine-iv.toml")."""
     return config_files.errors(session)
 
 
-def snapshot(session: Session, now: datetime) -> dict:
-    return {"now": now, "workers": workers(session, now), "queue": queue(session, now),
-            "paused_channels": {c: {"reason": s.reason, "since": s.since, "until": s.until}
-                                for c, s in channels.paused_channels(session, now).items()},
-            "failures": failures(session), "carrier_filtered_30007": carrier_filtered(session),
-            "campaign_errors": campaign_errors(session)}
+def workers_clock(session: Session, now: datetime, speed: float) -> datetime:
+    """The instant the workers' clock shows now. Sends are stamped on it; under DRIPCARE_NOW
+    each process's simulated clock starts when the process does, so the workers' is read
+    from their latest heartbeat (its simulated time, moved on by the real time since)."""
+    latest = session.execute(sa.select(Worker.heartbeat_at, Worker.simulated_at).where(
+        Worker.simulated_at.is_not(None)).order_by(Worker.heartbeat_at.desc()).limit(1)).first()
+    if latest is None:
+        return now
+    beat, simulated = latest
+    return simulated + (real_now() - beat) * speed
+
+
+def send_rates(session: Session, until: datetime, op: Operation) -> dict[str, dict]:
+    """Per channel: the configured rate (the whole deployment's) and what went out in the
+    last real minute, as the workers' clock counts it."""
+    since = until - RATE_WINDOW * op.speed
+    sent = dict(session.execute(sa.select(Message.channel, sa.func.count()).where(
+        Message.sent_at > since, Message.sent_at <= until).group_by(Message.channel)).all())
+    return {channel: {"configured_per_second": rate, "sent_last_minute": sent.get(channel, 0),
+                      "achieved_per_second": round(sent.get(channel, 0) / RATE_WINDOW.total_seconds(), 2)}
+            for channel, rate in op.rates.items()}
+
+
+def snapshot(engine, now: datetime, op: Operation) -> dict:
+    """Everything `status` shows, read in one session (the workers' rows in their own)."""
+    shown = workers_shown(engine, op.interval)
+    with Session(engine) as session:
+        return {"now": now, "clock": op.clock, "workers": shown,
+                "workers_running": sum(1 for w in shown if w["state"] == "running"),
+                "queue": queue(session, now),
+                "send_rates": send_rates(session, workers_clock(session, now, op.speed), op),
+                "paused_channels": {c: {"reason": s.reason, "since": s.since, "until": s.until}
+                                    for c, s in channels.paused_channels(session, now).items()},
+                "failures": failures(session), "carrier_filtered_30007": carrier_filtered(session),
+                "campaign_errors": campaign_errors(session)}

@@ -49,7 +49,9 @@ def fit_screen() -> None:
 
 
 def fail(message: str) -> NoReturn:
-    err_console.print(f"error: {message}", markup=False, soft_wrap=True)
+    """One line per problem (settings name every bad one at once), then exit 1."""
+    for line in message.splitlines() or [""]:
+        err_console.print(f"error: {line}", markup=False, soft_wrap=True)
     sys.exit(1)
 
 

@@ -33,9 +33,13 @@ def web(host: str = typer.Option("127.0.0.1", "--host", metavar="ADDRESS",
     """The web process on Flask's development server (Procfile: gunicorn serves it)."""
     from dripcare.config import logs
     from dripcare.config.settings import SettingsError
-    from dripcare.web import create_app
+    from dripcare.web import check_settings, create_app
 
     number = _port(port)
+    try:  # every bad setting the web process uses, named at once, before anything is opened
+        check_settings(settings())
+    except SettingsError as error:
+        fail(str(error))
     rt = runtime()
     logs.configure(settings().log_format)
     try:

@@ -25,7 +25,10 @@ def configure(log_format: str, level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # "skipped: maximum number of running instances reached" is a pass outlasting the
+    # interval, which is by design (passes never overlap): not worth a line every interval.
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # "Context impl ..." on every schema check
     # The twilio SDK logs request bodies (patients' texts and numbers) at DEBUG/INFO.
     logging.getLogger("twilio").setLevel(logging.WARNING)
     # urllib3's debug lines carry request URLs, and a Twilio lookup's URL holds the number.

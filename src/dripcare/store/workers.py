@@ -34,6 +34,11 @@ def running(session: Session) -> list[Worker]:
                            .order_by(Worker.heartbeat_at.desc())).scalars().all()
 
 
+def listed(session: Session) -> list[Worker]:
+    """Every worker row, running or not, youngest heartbeat first."""
+    return session.execute(sa.select(Worker).order_by(Worker.heartbeat_at.desc())).scalars().all()
+
+
 def alive(session: Session, real_now: datetime, stale_after: timedelta) -> list[Worker]:
     """Running workers whose heartbeat is fresh; an age below zero is never fresh."""
     return [w for w in running(session) if timedelta(0) <= real_now - w.heartbeat_at < stale_after]
