@@ -150,11 +150,11 @@ def _waits_on_a_lock(engine, polls: int = 200) -> bool:
 
 
 def test_every_worker_takes_its_send_slots_from_one_row(pg_rt):
-    from dripcare.delivery.rate import MARGIN, SharedRate
+    from dripcare.delivery.rate import SHARED_MARGIN, SharedRate
 
     one, other = SharedRate(pg_rt.engine, "sms", 10), SharedRate(pg_rt.engine, "sms", 10)  # two workers
     slots = one.reserve(3) + other.reserve(2) + one.reserve(1)
     gaps = [b - a for a, b in zip(slots, slots[1:])]
     # Evenly spaced across both, never bunched (to within the time a round trip takes to read).
-    assert all(abs(gap - MARGIN / 10) < 0.01 for gap in gaps), gaps
+    assert all(abs(gap - SHARED_MARGIN / 10) < 0.01 for gap in gaps), gaps
     assert one.may_start(slots[0]) and not one.may_start(slots[0] - 1.0)  # never a late start

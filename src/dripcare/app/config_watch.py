@@ -38,6 +38,7 @@ class ConfigWatch:
         self.rt, self.config_dir, self.messages_dir, self.replans = rt, Path(config_dir), Path(messages_dir), replan
         self._seen = self._digests()
         self._errors: dict[str, str] = {}
+        self._replan_owed = False
 
     def _digests(self) -> dict[str, str | None]:
         names = [CLINIC_FILE, TERMS_FILE] + [f"campaigns/{p.name}" for p in campaign_files(self.config_dir)]
@@ -54,19 +55,21 @@ class ConfigWatch:
         current = self._digests()
         if current == self._seen:
             return False
-        self._seen = current
         errors: dict[str, str] = {}
         clinic = self._clinic(current, errors)
         campaigns = self._campaigns(clinic, current, errors)
         terms = self._terms(errors)
         changed = clinic is not self.rt.clinic or campaigns != self.rt.campaigns
         self.rt.use(clinic=clinic, campaigns=campaigns, terms=terms)
+        self._replan_owed = self._replan_owed or changed  # still owed if the last attempt failed
         self._record(current, errors)
-        if changed and self.replans:
+        if self._replan_owed and self.replans:
             from dripcare.app.messages import replan
 
             changes = replan(self.rt, by="worker")
             log.info("clinic files changed; planned again: %s", dict(changes.counts))
+        # Only now: had the database refused the record or the replan, the next sweep tries again.
+        self._seen, self._replan_owed = current, False
         return changed
 
     def _clinic(self, current, errors):

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from sqlmodel import Session
 
-from dripcare.app.runtime import HEARTBEATS_ALLOWED
+from dripcare.app.workers import HEARTBEATS_ALLOWED
 from dripcare.app.workers import heartbeat_age
 from dripcare.store import channels
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy.engine import Engine
@@ -26,7 +26,6 @@ from dripcare.domain.discreet import SensitiveTerms
 from dripcare.store.db import ensure_schema, make_engine, transaction
 from dripcare.store.models import Patient
 
-HEARTBEATS_ALLOWED = 3  # dispatch intervals a heartbeat may be old before a worker counts as stopped
 
 
 @dataclass
@@ -120,12 +119,12 @@ def build_rates(settings: Settings, engine: Engine) -> dict[str, Pacer]:
 
 def live_workers(engine: Engine, interval: float) -> Callable[[], int]:
     """How many workers share the rate now (at least this one)."""
+    from dripcare.app.workers import real_now, stale_after
     from dripcare.store import workers
 
     def count() -> int:
         with Session(engine) as session:
-            return max(1, len(workers.alive(session, datetime.now(timezone.utc),
-                                            timedelta(seconds=HEARTBEATS_ALLOWED * interval))))
+            return max(1, len(workers.alive(session, real_now(), stale_after(interval))))
     return count
 
 

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from dripcare.app.workers import real_now, workers_shown, youngest_age
+from dripcare.app.workers import real_now, workers_shown
 from dripcare.store import channels
 from dripcare.store import config_files
 from dripcare.store.models import Message, MessageEvent, Worker
@@ -27,13 +27,6 @@ class Operation:
     interval: float
     clock: str = "system clock"
     speed: float = 1.0
-
-
-def youngest_heartbeat_age(session: Session, now: datetime | None = None) -> float | None:
-    """Seconds since the youngest heartbeat of a worker that has not stopped, judged on the
-    wall clock whatever `now` says (a simulated `now` would make a dead worker look alive).
-    `app.workers.heartbeat_age(rt)` is the one to call; this stays for callers with a session."""
-    return youngest_age(session)
 
 
 def queue(session: Session, now: datetime) -> dict:

@@ -109,8 +109,9 @@ class Dispatcher:
         share = max(1, self.workers())
         # Each lane counts on its own (a Counter is not safe across threads); summed at the end.
         counts = {channel: Counter() for channel in self.rates}
-        lanes = [threading.Thread(target=self._lane, args=(channel, share, counts[channel]), name=f"lane-{channel}")
-                 for channel in self.rates]
+        failures: list[Exception] = []
+        lanes = [threading.Thread(target=self._lane, args=(channel, share, counts[channel], failures),
+                                  name=f"lane-{channel}") for channel in self.rates]
         for lane in lanes:
             lane.start()
         for lane in lanes:
@@ -118,6 +119,8 @@ class Dispatcher:
         self._answers.flush(summary, wait=True)
         for lane_counts in counts.values():
             summary.update(lane_counts)
+        if failures:  # claimed rows left behind are recovered when their lease runs out
+            raise failures[0]
         return summary
 
     def claim_size(self, channel: str, share: int) -> int:
@@ -132,12 +135,11 @@ class Dispatcher:
         most GROUP_MAX when the rate is out of the way."""
         return max(1, min(GROUP_MAX, self.options.batch, math.floor(LEAD * pacer.per_second)))
 
-    def _lane(self, channel: str, share: int, summary: Counter) -> None:
+    def _lane(self, channel: str, share: int, summary: Counter, failures: list) -> None:
         try:
             self._run_lane(channel, share, summary)
-        except Exception:
-            log.exception("%s: dispatch failed; claimed rows are recovered when their lease runs out", channel)
-            summary["lane_error"] += 1
+        except Exception as error:  # handed to run_pass's caller: the worker says it once a minute
+            failures.append(error)
 
     def _run_lane(self, channel: str, share: int, summary: Counter) -> None:
         pacer, queue, exhausted = self.rates[channel], deque(), False
@@ -174,7 +176,11 @@ class Dispatcher:
             self._slots.release(threads)
             return
         started = time.monotonic()
-        ready = self._judge_group(ids, slots, pacer, summary)
+        try:
+            ready = self._judge_group(ids, slots, pacer, summary)
+        except Exception:
+            self._slots.release(threads)  # or the pass would wait for sends that never start
+            raise
         # The next group's lead: this check's time with room to spare, never past LEAD.
         self._lead[channel] = min(LEAD, max(0.005, 1.5 * (time.monotonic() - started)))
         chunks = [ready[i::threads] for i in range(threads)]
@@ -444,13 +450,27 @@ class _Answers:
             self._sent, self._refused, self._back = [], [], []
         if not (sent or refused or back):
             return
-        with transaction(self.d.rt.engine) as session:
-            summary["sent"] += outbox.mark_sent(session, [(i, p, at) for i, p, at, _ in sent])
-            now = self.d.rt.clock.now()
-            summary["released"] += outbox.release(session, back, now, self.d.options.worker_id, undo_attempt=True)
-        for out, error in refused:
+        try:
             with transaction(self.d.rt.engine) as session:
-                summary[self._refusal(session, out, error)] += 1
+                summary["sent"] += outbox.mark_sent(session, [(i, p, at) for i, p, at, _ in sent])
+                now = self.d.rt.clock.now()
+                summary["released"] += outbox.release(session, back, now, self.d.options.worker_id,
+                                                      undo_attempt=True)
+        except Exception:
+            self._keep(sent, [], back)  # the provider took them: the record is written on a later flush
+            raise
+        for n, (out, error) in enumerate(refused):
+            try:
+                with transaction(self.d.rt.engine) as session:
+                    summary[self._refusal(session, out, error)] += 1
+            except Exception:
+                self._keep([], refused[n:], [])
+                raise
+
+    def _keep(self, sent: list, refused: list, back: list) -> None:
+        """Answers not yet written (the database refused): kept, in front, for the next flush."""
+        with self._lock:
+            self._sent[:0], self._refused[:0], self._back[:0] = sent, refused, back
 
     def _refusal(self, session: Session, out: Outgoing, error: TransportError) -> str:
         now = self.d.rt.clock.now()

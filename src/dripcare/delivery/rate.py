@@ -32,6 +32,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 MARGIN = 1.07  # spacing stretched by 7%: room for TOLERANCE and jitter in every window
+# Several workers: a send starts late on a busy worker, or a slot's reading of the server's
+# clock is off by a round trip, and another worker's on-time send is right behind it.
+SHARED_MARGIN = 1.15
 TOLERANCE = 0.03  # seconds a send may start after its slot
 JITTER = 0.04  # seconds between a start here and its arrival at the provider, at worst
 # Above this, a rate is "out of the way" (no SMS or email sender takes a thousand a second
@@ -39,13 +42,13 @@ JITTER = 0.04  # seconds between a start here and its arrival at the provider, a
 NO_LIMIT = 1000.0
 
 
-def spacing(per_second: float) -> float:
+def spacing(per_second: float, margin: float = MARGIN) -> float:
     """Seconds between two sends. Above 1/s the window holds a whole number of sends, so
     2.5/s paces as 2/s: a third send would put three into some second."""
     if not per_second > 0:
         raise ValueError(f"send rate must be above zero, not {per_second!r}")
     allowed = math.floor(per_second) if per_second >= 1 else per_second
-    return MARGIN / allowed
+    return margin / allowed
 
 
 class Pacer(Protocol):
@@ -142,6 +145,7 @@ class SharedRate(SendRate):
     def __init__(self, engine: Engine, channel: str, per_second: float, tolerance: float = TOLERANCE):
         super().__init__(per_second, tolerance=tolerance)
         self.engine, self.channel = engine, channel
+        self.spacing = spacing(per_second, SHARED_MARGIN)
 
     def reserve(self, count: int, lead: float = 0.0) -> list[float]:
         span = count * self.spacing

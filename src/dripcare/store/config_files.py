@@ -6,17 +6,20 @@ from __future__ import annotations
 from datetime import datetime
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
 from dripcare.store.models import ConfigFile
 
 
 def record(session: Session, name: str, digest: str | None, error: str | None, at: datetime) -> None:
-    row = session.get(ConfigFile, name) or ConfigFile(name=name, loaded_at=at)
-    if error is None:
-        row.digest, row.loaded_at = digest, at
-    row.error = error
-    session.add(row)
+    """One statement whoever else records the same file at once (workers starting together)."""
+    table = ConfigFile.__table__
+    insert = (sqlite_insert if session.bind.dialect.name == "sqlite" else pg_insert)(table)
+    taken = {"digest": digest, "loaded_at": at} if error is None else {}
+    session.execute(insert.values(name=name, digest=digest if error is None else None, loaded_at=at, error=error)
+                    .on_conflict_do_update(index_elements=[table.c.name], set_={**taken, "error": error}))
 
 
 def errors(session: Session) -> dict[str, str]:
