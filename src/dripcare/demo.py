@@ -25,14 +25,19 @@ from dripcare.domain.timing import local_wall, zone
 
 EXAMPLES = Path(__file__).parent / "examples"
 START = datetime(2027, 3, 1, 15, 0, tzinfo=timezone.utc)
-PATIENTS = [
+PATIENTS = [  # one of each pathway; English and Spanish; discreet and not
     dict(first_name="Ana", last_name="Diaz", phone="+1 212 555 0143", email="ana.diaz@example.org",
-         timezone="America/New_York", sessions=["2027-03-09 09:30", "2027-03-11 07:30", "2027-03-15 13:00"]),
+         timezone="America/New_York", campaign="ketamine-iv", modality="iv", location="Riverbend Clinic, room 2",
+         sessions=["2027-03-09 09:30", "2027-03-11 07:30", "2027-03-15 13:00"]),
     dict(first_name="Ben", last_name="Okafor", preferred_name="Benny", phone="780 555 0178",
-         timezone="America/Edmonton", discreet=True,
-         sessions=["2027-03-10 10:00", "2027-03-12 10:00", "2027-03-16 10:00"]),
+         timezone="America/Edmonton", discreet=True, campaign="ketamine-iv", modality="im",
+         location="Riverbend Clinic, room 2", sessions=["2027-03-10 10:00", "2027-03-12 10:00", "2027-03-16 10:00"]),
     dict(first_name="Chloé", last_name="Martin", email="chloe.martin@example.org",
-         timezone="America/Vancouver", sessions=["2027-03-08 15:00", "2027-03-10 15:00", "2027-03-12 15:00"]),
+         timezone="America/Vancouver", campaign="esketamine-intranasal", modality="intranasal",
+         location="Riverbend Clinic, room 4", sessions=["2027-03-08 15:00", "2027-03-11 15:00", "2027-03-15 15:00"]),
+    dict(first_name="Marisol", last_name="Reyes", phone="+1 213 555 0162", email="marisol.reyes@example.org",
+         timezone="America/Los_Angeles", locale="es", discreet=True, campaign="ketamine-at-home",
+         modality="sublingual", sessions=["2027-03-09 10:00", "2027-03-13 10:00", "2027-03-17 10:00"]),
 ]
 
 
@@ -78,11 +83,11 @@ def run_demo(console: Console) -> int:
 def _enroll_samples(rt, console: Console) -> None:
     for sample in PATIENTS:
         sample = dict(sample)
-        sessions = sample.pop("sessions")
+        sessions, campaign = sample.pop("sessions"), sample.pop("campaign")
+        modality, location = sample.pop("modality"), sample.pop("location", None)
         consent = [c for c in ("sms", "email") if sample.get("phone" if c == "sms" else "email")]
         patient = patients.add_patient(rt, consent=consent, consent_source="demo", by="demo", **sample)
-        enrollments.enroll(rt, str(patient.id), "ketamine-iv", sessions, by="demo", modality="iv",
-                           location="Riverbend Clinic, room 2")
+        enrollments.enroll(rt, str(patient.id), campaign, sessions, by="demo", modality=modality, location=location)
         patient, rows = staff_messages.timeline(rt, patient.id)
         label = " (discreet)" if patient.discreet else ""
         console.print(f"[bold]{patient.first_name} {patient.last_name}{label}[/], {patient.timezone}")

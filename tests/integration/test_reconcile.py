@@ -15,7 +15,7 @@ from dripcare.app import messages as staff_messages
 from dripcare.app import patients
 from dripcare.domain.campaign import Campaign
 from dripcare.store.db import transaction
-from dripcare.store.models import Message, MessageEvent, Patient
+from dripcare.store.models import Message, MessageEvent, Patient, TreatmentSession
 from dripcare.app.reconcile import reconcile_patient
 from dripcare.domain.timing import parse_hhmm
 
@@ -192,6 +192,8 @@ def test_session_cancel_and_no_show(rt):
     pid, _ = enrolled(rt)
     s1, s2, _s3 = session_ids(rt, pid)
     enrollments.change_session(rt, str(s2), action="cancel", by="t")
+    with Session(rt.engine) as session:  # a no-show is recorded once the session has begun
+        rt.clock.set(session.get(TreatmentSession, s1).starts_at + timedelta(hours=1))
     enrollments.change_session(rt, str(s1), action="no-show", by="t")
     for m in rows(rt, pid):
         if m.session_id == s2 and m.step_id in ("what-to-expect", "day-of", "integration"):
@@ -241,28 +243,28 @@ def test_withdraw_cancels_everything_pending(rt):
 # --- skip ---------------------------------------------------------------------------------------------
 
 def test_existing_row_skipped_by_daily_cap_and_planned_again_when_room_appears(rt):
-    # 3/11 holds two SMS: integration of session 1 (18:00, priority 60) and what-to-expect of
+    # 3/11 holds two SMS: integration of session 1 (18:00, priority 100) and what-to-expect of
     # session 2 (17:00, 70). A session booked 3/11 20:00 adds its day-of (17:00, 90): the cap
-    # (2 SMS a day) skips the existing integration row.
+    # (2 SMS a day) skips the existing what-to-expect row (integration is never the one dropped).
     pid, _ = enrolled(rt, ["2027-03-10 18:00", "2027-03-12 12:00"])
-    sid = session_ids(rt, pid)[0]
+    sid = session_ids(rt, pid)[1]
     before = {(m.step_id, m.channel): m for m in rows(rt, pid) if m.session_id == sid}
-    integ = before[("integration", "sms")]
-    assert integ.status == "scheduled"
+    capped = before[("what-to-expect", "sms")]
+    assert capped.status == "scheduled"
     enrollments.add_session(rt, str(pid), "2027-03-11 20:00", by="t")
     after = by_id(rt)
     day = [m for m in after.values() if m.channel == "sms" and m.due_at.astimezone(NY).date().isoformat() == "2027-03-11"]
     assert len([m for m in day if m.status == "scheduled"]) == 2
     skipped = [m for m in day if m.status == "skipped"]
     assert skipped and {m.reason for m in skipped} == {"daily_cap"}
-    assert integ.id in {m.id for m in skipped}
-    assert events(rt, integ.id)[-1].kind == "skipped"
+    assert capped.id in {m.id for m in skipped}
+    assert events(rt, capped.id)[-1].kind == "skipped"
     # cancelling the new session frees the day: the skipped row is planned again (same id)
     new_sid = max(session_ids(rt, pid))
     enrollments.change_session(rt, str(new_sid), action="cancel", by="t")
-    again = by_id(rt)[integ.id]
-    assert (again.status, again.reason, again.due_at) == ("scheduled", None, integ.due_at)
-    assert events(rt, integ.id)[-1].kind == "reopened"
+    again = by_id(rt)[capped.id]
+    assert (again.status, again.reason, again.due_at) == ("scheduled", None, capped.due_at)
+    assert events(rt, capped.id)[-1].kind == "reopened"
 
 
 # --- rows planning does not own --------------------------------------------------------------------

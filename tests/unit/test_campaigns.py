@@ -60,6 +60,38 @@ def test_example_campaign_loads(clinic_dir):
     assert c.step("day-of").channels == ("sms",)
     assert c.step("welcome").expires == timedelta(hours=72)
     assert c.step("prep-week").priority == 60 and c.step("course-complete").priority == 50
+    assert c.step("prep-week").channels == ("sms", "email")  # preparation reaches SMS-only patients too
+
+
+PATHWAYS = {
+    "ketamine-iv": ["welcome", "prep-week", "prep-2days", "what-to-expect", "day-of", "integration",
+                    "course-complete", "follow-up-month"],
+    "esketamine-intranasal": ["welcome", "prep-week", "prep-2days", "what-to-expect", "day-of", "integration",
+                              "course-complete", "follow-up-month"],
+    "ketamine-at-home": ["welcome", "prep-week", "safety-check", "day-of", "integration", "course-complete",
+                         "follow-up-month"],
+}
+
+
+@pytest.mark.parametrize("campaign_id", PATHWAYS)
+def test_each_pathway_has_the_whole_arc(clinic_dir, campaign_id):
+    clinic = load_clinic(clinic_dir / "config")
+    c = load_campaigns(clinic_dir / "config", clinic, clinic_dir / "messages")[campaign_id]
+    assert [s.id for s in c.steps] == PATHWAYS[campaign_id]
+    assert c.step("welcome").anchor == "enrollment"
+    assert c.step("prep-week").anchor == "first_session" and c.step("prep-week").offset == Offset(days=-7)
+    assert c.step("integration").anchor == "each_session" and not c.step("integration").offset.negative
+    assert c.step("follow-up-month").offset == Offset(days=30)
+    for step in c.steps:  # every step reaches SMS-only and email-only patients, but day-of (SMS)
+        assert step.channels == (("sms",) if step.id == "day-of" else ("sms", "email")), step.id
+
+
+@pytest.mark.parametrize("campaign_id", PATHWAYS)
+def test_integration_has_the_highest_priority_so_the_daily_cap_never_drops_it(clinic_dir, campaign_id):
+    clinic = load_clinic(clinic_dir / "config")
+    c = load_campaigns(clinic_dir / "config", clinic, clinic_dir / "messages")[campaign_id]
+    others = [s.priority for s in c.steps if s.id != "integration"]
+    assert c.step("integration").priority > max(others)
 
 
 def test_valid_options(clinic_dir):

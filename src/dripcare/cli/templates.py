@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from dripcare.domain.campaign import CHANNELS
-from dripcare.delivery.template_check import check_templates, sample_contexts
+from dripcare.delivery.template_check import MODALITIES, check_templates, sample_contexts
 from dripcare.delivery.templates import Templates, TemplateError
 from dripcare.cli.common import clinic_and_campaigns, console, fail, settings
 
@@ -21,7 +21,9 @@ def _say(line: str) -> None:
 
 @app.command()
 def check() -> None:
-    """Render every template with sample patients; exit 1 on any error."""
+    """Render every template with sample patients (each language, discreet and not, each
+    modality); exit 1 on any error: a missing value, a clinic value missing from
+    [instructions], a discreet text naming a sensitive term, an SMS over max_segments."""
     clinic, campaigns = clinic_and_campaigns()
     errors, warnings = check_templates(settings().config_dir, settings().messages_dir, clinic, campaigns)
     for line in errors:
@@ -40,13 +42,17 @@ def _count(number: int, word: str) -> str:
 
 @app.command()
 def preview(
-    campaign: Annotated[str, typer.Option("--campaign", help="Campaign id.")],
-    step: Annotated[str, typer.Option("--step", help="Step id.")],
+    campaign: Annotated[str, typer.Option(
+        "--campaign", help="The campaign id, as dripcare campaigns list shows it.")],
+    step: Annotated[str, typer.Option(
+        "--step", help="The step id, as dripcare campaigns show shows it.")],
     channel: Annotated[Optional[str], typer.Option(
         "--channel", help="sms or email; default: every channel of the step.")] = None,
     locale: Annotated[Optional[str], typer.Option(
-        "--locale", help="Template locale; default: the clinic's.")] = None,
+        "--locale", help="The patient's language, for example es; default: the clinic's.")] = None,
     discreet: Annotated[bool, typer.Option("--discreet", help="As a discreet patient sees it.")] = False,
+    modality: Annotated[Optional[str], typer.Option(
+        "--modality", help=f"How the session is given: {', '.join(MODALITIES)}; default: none recorded.")] = None,
 ) -> None:
     """Show one step as a sample patient would get it."""
     clinic, campaigns = clinic_and_campaigns()
@@ -60,8 +66,11 @@ def preview(
         fail(f"--channel {channel!r} is not sms or email")
     if channel is not None and channel not in the_step.channels:
         fail(f"step {step!r} does not send by {channel}; it uses {', '.join(the_step.channels)}")
+    if modality is not None and modality not in MODALITIES:
+        fail(f"--modality {modality!r} is not one of {', '.join(MODALITIES)}")
     locale = locale or clinic.locale
-    label, context = sample_contexts(clinic, found, the_step, locale, discreet=(discreet,), filled=(True,))[0]
+    label, context = sample_contexts(clinic, found, the_step, locale, discreet=(discreet,), filled=(True,),
+                                     modalities=(modality,))[0]
     templates = Templates(settings().messages_dir, clinic)
     try:
         for each in [channel] if channel else the_step.channels:
@@ -77,7 +86,7 @@ def _show(templates: Templates, campaign_id: str, step_id: str, channel: str, lo
     if channel == "sms":
         sms = templates.render_sms(campaign_id, step_id, locale, context)
         _say(sms.text)
-        footer = templates.clinic.sms_footer
+        footer = templates.clinic.sms_text("footer", locale)
         # The footer rides on the first SMS of an enrollment: show what it costs.
         first = templates.render_sms(campaign_id, step_id, locale, context, footer) if footer else sms
         _say(f"[{len(sms.text)} characters, {_count(sms.segments, 'segment')} {sms.encoding}; "

@@ -55,6 +55,12 @@ class _Term:
             return False
         return self.stem is None or words[i + len(self.words)].startswith(self.stem)
 
+    def may_be_in(self, present: set[str]) -> bool:
+        """A cheap first look: is its first word (or stem) in the text at all?"""
+        if self.words:
+            return not self.words[0].isdisjoint(present)
+        return any(word.startswith(self.stem) for word in present)
+
 
 def _term(listed: str) -> _Term | None:
     text = listed.strip()
@@ -80,7 +86,9 @@ class SensitiveTerms:
     def found(self, text: str) -> list[str]:
         """The listed terms `text` names, in list order."""
         words = plain_words(text)
-        return [t.listed for t in self._terms if any(t.at(words, i) for i in range(len(words)))]
+        present = set(words)
+        return [t.listed for t in self._terms
+                if t.may_be_in(present) and any(t.at(words, i) for i in range(len(words)))]
 
 
 def parse_terms(text: str) -> list[str]:
