@@ -158,3 +158,16 @@ def test_every_worker_takes_its_send_slots_from_one_row(pg_rt):
     # Evenly spaced across both, never bunched (to within the time a round trip takes to read).
     assert all(abs(gap - SHARED_MARGIN / 10) < 0.01 for gap in gaps), gaps
     assert one.may_start(slots[0]) and not one.may_start(slots[0] - 1.0)  # never a late start
+
+
+def test_a_worker_gives_back_the_slots_it_did_not_use_unless_another_took_later_ones(pg_rt):
+    from dripcare.delivery.rate import SharedRate
+
+    one, other = SharedRate(pg_rt.engine, "email", 5), SharedRate(pg_rt.engine, "email", 5)
+    first, unused = one.reserve(2)
+    one.give_back([unused])
+    again = other.reserve(1)[0]
+    assert abs(again - unused) < 0.01  # the freed slot went to the next caller
+    one.reserve(1)
+    other.give_back([again])  # another reservation came after: the pace is kept
+    assert one.reserve(1)[0] > again + 2 * one.spacing - 0.01

@@ -122,3 +122,14 @@ def test_a_late_start_goes_only_when_the_last_second_has_room():
     assert not rate.may_start(third)  # late, and two already went in the last second (0.3 and 0.6)
     clock.sleep(0.15)
     assert rate.may_start(third)  # the 0.3 send has left the window (and its jitter margin)
+
+
+def test_slots_nobody_used_are_given_back_unless_someone_reserved_after_them():
+    clock = FakeTime()
+    rate = SendRate(1, now=clock.now, sleep=clock.sleep)
+    first, second, third = rate.reserve(3)
+    rate.give_back([second, third])  # held at the check (quiet hours): no send, no slot spent
+    assert rate.reserve(1) == [second]
+    later = rate.reserve(1)
+    rate.give_back([second])  # not the tail any more: keeping the pace matters more
+    assert rate.reserve(1)[0] > later[0]

@@ -11,6 +11,7 @@ The caller replans the patient in the same transaction (`Runtime.change` does).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -22,26 +23,50 @@ from dripcare.store import consent as consent_rows
 from dripcare.store.models import Enrollment, Patient
 
 
+@dataclass(frozen=True)
+class Wish:
+    """Consent as someone gave or withdrew it, for one patient's current contact."""
+
+    patient: Patient
+    channel: str
+    granted: bool
+    evidence: str | None = None
+
+
 def give(session: Session, patient: Patient, channel: str, granted: bool, at: datetime, *,
          source: str, by: str, evidence: str | None = None) -> bool:
     """Record consent given or withdrawn for the patient's current contact on `channel`;
     True when it changed what is in force."""
+    return give_many(session, [Wish(patient, channel, granted, evidence)], at, source=source, by=by) == 1
+
+
+def give_many(session: Session, wishes: list[Wish], at: datetime, *, source: str, by: str) -> int:
+    """`give` for many patients at once (an import): one read of what is in force, the
+    changes appended together. How many changed what is in force."""
     if source not in CONSENT_SOURCES:
         raise ValueError(f"unknown consent source {source!r}")
-    if not contact_for(patient, channel):
-        raise BadInput(f"patient {patient.id} has no {CONTACT_WORD[channel]} to "
-                       f"{'grant' if granted else 'revoke'} consent for; add one with `dripcare patient update`")
-    if consent_rows.consent_in_force(session, patient)[channel] == granted:
-        return False
-    consent_rows.append(session, patient, channel, granted, at, source, by, evidence)
-    if granted and channel == "sms":
-        footer_owed_again(session, patient.id, at)
-    return True
+    for wish in wishes:
+        if not contact_for(wish.patient, wish.channel):
+            raise BadInput(f"patient {wish.patient.id} has no {CONTACT_WORD[wish.channel]} to "
+                           f"{'grant' if wish.granted else 'revoke'} consent for; add one with "
+                           f"`dripcare patient update`")
+    in_force = consent_rows.in_force_for(session, list({w.patient.id: w.patient for w in wishes}.values()))
+    changed = []
+    for wish in wishes:
+        if in_force[wish.patient.id][wish.channel] != wish.granted:
+            in_force[wish.patient.id][wish.channel] = wish.granted  # a second wish in the list sees the first
+            changed.append(wish)
+    consent_rows.append_many(session, [(w.patient, w.channel, w.granted, w.evidence) for w in changed],
+                             at, source, by)
+    regranted = sorted({w.patient.id for w in changed if w.granted and w.channel == "sms"})
+    if regranted:
+        footer_owed_again(session, regranted, at)
+    return len(changed)
 
 
-def footer_owed_again(session: Session, patient_id: int, at: datetime) -> None:
-    """The next SMS of each of the patient's enrollments carries the footer again."""
-    session.execute(sa.update(Enrollment).where(Enrollment.patient_id == patient_id).values(footer_since=at))
+def footer_owed_again(session: Session, patient_ids: list[int], at: datetime) -> None:
+    """The next SMS of each of these patients' enrollments carries the footer again."""
+    session.execute(sa.update(Enrollment).where(Enrollment.patient_id.in_(patient_ids)).values(footer_since=at))
 
 
 def flag_contact_invalid(session: Session, patient: Patient, channel: str) -> None:

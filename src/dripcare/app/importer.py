@@ -26,7 +26,8 @@ from pathlib import Path
 from sqlmodel import Session
 
 from dripcare.app.enrollments import new_enrollment
-from dripcare.app.patients import change_patient, give_consent, new_patient
+from dripcare.app.consent import Wish, give_many
+from dripcare.app.patients import change_patient, new_patient
 from dripcare.config.clinic import Clinic
 from dripcare.domain import inputs
 from dripcare.domain.campaign import Campaign
@@ -682,20 +683,21 @@ def apply(session: Session, plans: list[PatientPlan], rt, ctx: Context, by: str,
     each patient it touched, in the caller's transaction. Everything was decided before
     (`resolve`): this only writes, through the shared writers (patients, consent,
     enrollments) and the one planner (`rt.replan`)."""
-    messages: Counter = Counter()
+    touched, wishes = [], []
     for done, plan in enumerate(plans, 1):
         if plan.touched():
             patient = _write_patient(session, plan, ctx, now)
-            for channel, granted, line in plan.consent:
-                give_consent(session, patient, channel, granted, now, source="import", by=by,
-                             evidence=f"import {ctx.filename} line {line}")
+            wishes += [Wish(patient, channel, granted, f"import {ctx.filename} line {line}")
+                       for channel, granted, line in plan.consent]
             for enrollment in plan.enrollments.values():
                 _write_enrollment(session, patient, enrollment, now)
-            session.flush()
-            messages.update(rt.replan(session, patient, by, now).counts)
+            touched.append(patient)
         if progress and (done % 20 == 0 or done == len(plans)):
             progress("importing", done, len(plans))
-    return messages
+    session.flush()
+    give_many(session, wishes, now, source="import", by=by)
+    # One replan of every patient the file touched: one read of their state, one insert.
+    return rt.replan_many(session, touched, by, now).counts
 
 
 def _write_patient(session: Session, plan: PatientPlan, ctx: Context, now: datetime) -> Patient:

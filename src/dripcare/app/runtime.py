@@ -13,7 +13,7 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from dripcare.app.reconcile import Changes, reconcile_patient
+from dripcare.app.reconcile import Changes, reconcile_patient, reconcile_patients
 from dripcare.config.campaigns import load_campaigns
 from dripcare.config.clinic import Clinic, load_clinic
 from dripcare.config.clock import Clock
@@ -60,6 +60,10 @@ class Runtime:
 
     def replan(self, session: Session, patient: Patient, by: str | None, now: datetime | None = None) -> Changes:
         return reconcile_patient(session, patient, self.clinic, self.campaigns, now or self.clock.now(), by)
+
+    def replan_many(self, session: Session, patients: list[Patient], by: str | None,
+                    now: datetime | None = None) -> Changes:
+        return reconcile_patients(session, patients, self.clinic, self.campaigns, now or self.clock.now(), by)
 
     def change(self, patient_ref: str | int, by: str | None, act: Callable[[Session, Patient, datetime], object]):
         """Find the patient, apply `act`, replan, commit: all or nothing, at one instant

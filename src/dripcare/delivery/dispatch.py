@@ -183,6 +183,9 @@ class Dispatcher:
             raise
         # The next group's lead: this check's time with room to spare, never past LEAD.
         self._lead[channel] = min(LEAD, max(0.005, 1.5 * (time.monotonic() - started)))
+        going = {j.slot for j in ready}
+        unused = len(slots) - next((i for i in range(len(slots), 0, -1) if slots[i - 1] in going), 0)
+        pacer.give_back(slots[len(slots) - unused:])  # held or closed at the check: nothing went
         chunks = [ready[i::threads] for i in range(threads)]
         for chunk in chunks:
             if chunk:

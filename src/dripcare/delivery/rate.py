@@ -63,6 +63,8 @@ class Pacer(Protocol):
 
     def may_start(self, slot: float) -> bool: ...
 
+    def give_back(self, slots: list[float]) -> None: ...
+
 
 class SendRate:
     """One process's pacer. `now` and `wait` may be injected: the demo and tests run it on
@@ -91,6 +93,15 @@ class SendRate:
             start = max(self._now() + lead, self._next)
             self._next = start + count * self.spacing
         return [start + i * self.spacing for i in range(count)]
+
+    def give_back(self, slots: list[float]) -> None:
+        """The last slots of a reservation, not used (their messages were closed or held at
+        the check): free again if nobody reserved after them."""
+        if not slots:
+            return
+        with self._lock:
+            if abs(self._next - (slots[-1] + self.spacing)) < 1e-9:
+                self._next = slots[0]
 
     def wait_until(self, instant: float, stopping: threading.Event | None = None) -> bool:
         """Block until `instant`; False when `stopping` was set first."""
@@ -146,6 +157,17 @@ class SharedRate(SendRate):
         super().__init__(per_second, tolerance=tolerance)
         self.engine, self.channel = engine, channel
         self.spacing = spacing(per_second, SHARED_MARGIN)
+        self._end: tuple[float, object] | None = None
+
+    _GIVE_BACK = sa.text("UPDATE send_rate SET next_at = next_at - make_interval(secs => :span) "
+                         "WHERE channel = :channel AND next_at = :end")
+
+    def give_back(self, slots: list[float]) -> None:
+        if not slots or self._end is None or abs(self._end[0] - (slots[-1] + self.spacing)) > 1e-6:
+            return
+        with self.engine.begin() as connection:  # only if no worker reserved after us
+            connection.execute(self._GIVE_BACK, {"span": len(slots) * self.spacing, "channel": self.channel,
+                                                 "end": self._end[1]})
 
     def reserve(self, count: int, lead: float = 0.0) -> list[float]:
         span = count * self.spacing
@@ -161,4 +183,5 @@ class SharedRate(SendRate):
             local = (asked + time.monotonic()) / 2
         end, server_now = row
         first = local + (end - server_now) / timedelta(seconds=1) - span
+        self._end = (first + span, end)  # where this reservation ends, here and on the server
         return [first + i * self.spacing for i in range(count)]

@@ -47,6 +47,15 @@ def append(session: Session, patient: Patient, channel: str, granted: bool, at: 
     return row
 
 
+def append_many(session: Session, changes: list[tuple[Patient, str, bool, str | None]], at: datetime,
+                source: str, by: str) -> None:
+    """Many appends in one statement: (patient, channel, granted, evidence)."""
+    if changes:
+        session.execute(sa.insert(Consent.__table__), [
+            dict(patient_id=p.id, channel=c, contact=contact_for(p, c), granted=g, at=at, source=source,
+                 evidence=e, by=by) for p, c, g, e in changes])
+
+
 def history(session: Session, patient_id: int) -> list[Consent]:
     """Every consent change of one patient, in the order written (records requests)."""
     return session.execute(sa.select(Consent).where(Consent.patient_id == patient_id)

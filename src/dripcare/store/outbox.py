@@ -54,12 +54,11 @@ def insert_planned(session: Session, at: datetime, by: str | None, rows: list[di
         return []
     if session.bind.dialect.name == "sqlite":
         # SQLite runs INSERT ... RETURNING with sort_by_parameter_order as one statement per
-        # row; one executemany and a read of the ids by plan key is a fraction of the cost.
-        session.execute(sa.insert(message), [dict(updated_at=at, **row) for row in rows])
-        keys = [row["plan_key"] for row in rows]
-        found = dict(session.execute(sa.select(message.c.plan_key, message.c.id)
-                                     .where(message.c.plan_key.in_(keys))).all())
-        ids = [found[k] for k in keys]
+        # row. This transaction holds the write lock (BEGIN IMMEDIATE), so the ids after the
+        # largest are ours to give: one executemany names them.
+        first = (session.execute(sa.select(sa.func.max(message.c.id))).scalar() or 0) + 1
+        ids = list(range(first, first + len(rows)))
+        session.execute(sa.insert(message), [dict(id=i, updated_at=at, **row) for i, row in zip(ids, rows)])
     else:
         ids = session.execute(sa.insert(message).returning(message.c.id, sort_by_parameter_order=True),
                               [dict(updated_at=at, **row) for row in rows]).scalars().all()
