@@ -50,7 +50,7 @@ def test_enroll_says_how_many_were_planned_per_channel_and_when_the_next_goes(cl
     assert f"{sms + email} planned ({sms} SMS, {email} email)" in out, out
     first = min(planned(rows), key=lambda r: r["due_at"])
     assert first["step"] == "welcome"
-    assert f"next message: Mon 1 Mar 2027 10:00 EST, " in out and "(welcome)" in out
+    assert "next message: Mon 1 Mar 2027 10:00 EST, " in out and "(welcome)" in out
     assert "note:" not in out
 
 

@@ -10,7 +10,7 @@ import re
 import subprocess
 from datetime import date, timedelta
 
-from tests.support.processes import DRIPCARE, base_env
+from tests.support.fleet import DRIPCARE, environment
 
 ROWS_PER_PATIENT = 6
 PATIENTS = 60  # 360 rows: past the size where a bar appears
@@ -45,7 +45,7 @@ def on_a_terminal(env: dict, cwd, *args: str) -> tuple[int, str]:
 
 
 def test_a_large_import_shows_a_progress_bar_on_a_terminal_and_nothing_extra_when_piped(tmp_path, clinic_dir):
-    env = base_env(tmp_path / "dripcare.db", clinic_dir, "2027-03-01T15:00:00Z")
+    env = environment(f"sqlite:///{tmp_path / 'dripcare.db'}", clinic_dir, DRIPCARE_NOW="2027-03-01T15:00:00Z")
     big_export(tmp_path / "big.csv")
     code, screen = on_a_terminal(env, tmp_path, "import", "big.csv", "--dry-run")
     assert code == 0, screen

@@ -24,7 +24,7 @@ from dripcare.config.clock import VirtualClock
 from dripcare.config.settings import Settings
 from dripcare.store.db import make_engine
 from dripcare.store.models import Message, Worker
-from tests.support.processes import ClockedTwilio, base_env, run, start, twilio_env, wait_for
+from tests.support.fleet import ListingTwilio, environment, run, start, twilio_settings, wait_for
 from tests.support.twilio_fakes import AUTH_TOKEN, free_port
 
 NEW_YORK = ZoneInfo("America/New_York")
@@ -53,6 +53,24 @@ def clinic_with_notice(clinic_dir: Path, quiet: tuple[str, str] = ("21:00", "08:
     text = re.sub(r"(?m)^quiet_hours = .*$", f'quiet_hours = {{ start = "{quiet[0]}", end = "{quiet[1]}" }}',
                   clinic.read_text())
     clinic.write_text(text)
+
+
+def iso(instant: datetime) -> str:
+    return instant.isoformat().replace("+00:00", "Z")
+
+
+def sending_env(database: Path, clinic_dir: Path, now: datetime, tmp_path: Path, twilio, **more: str) -> dict:
+    """A worker on DRIPCARE_NOW at 1 SMS a second through the loopback Twilio."""
+    settings = {**twilio_settings(twilio), "DRIPCARE_NOW": iso(now), "DRIPCARE_SMS_RATE": "1",
+                "DRIPCARE_OUTBOX_DIR": str(tmp_path / "outbox"), **more}
+    return environment(f"sqlite:///{database}", clinic_dir, **settings)
+
+
+def file_env(database: Path, clinic_dir: Path, now_spec: str, tmp_path: Path) -> dict:
+    """A quick worker (passes every 0.3 s) on the file transports."""
+    return environment(f"sqlite:///{database}", clinic_dir, DRIPCARE_NOW=now_spec, DRIPCARE_SMS_TRANSPORT="file",
+                       DRIPCARE_EMAIL_TRANSPORT="file", DRIPCARE_OUTBOX_DIR=str(tmp_path / "outbox"),
+                       DRIPCARE_DISPATCH_INTERVAL="0.3")
 
 
 def enroll_many(env: dict[str, str], now: datetime, count: int) -> None:
@@ -89,11 +107,10 @@ def test_changes_landing_while_a_claimed_batch_waits_are_seen_at_the_moment_of_s
     database = tmp_path / "dripcare.db"
     web_port = free_port()
     public = f"http://127.0.0.1:{web_port}"
-    with ClockedTwilio() as twilio:
+    with ListingTwilio() as twilio:
         twilio.delay = 0.3
-        env = base_env(database, clinic_dir, now.isoformat().replace("+00:00", "Z"), DRIPCARE_SMS_RATE="1",
-                       DRIPCARE_DISPATCH_INTERVAL="20", DRIPCARE_EMAIL_TRANSPORT="file",
-                       DRIPCARE_OUTBOX_DIR=str(tmp_path / "outbox"), **twilio_env(twilio, public))
+        env = sending_env(database, clinic_dir, now, tmp_path, twilio, DRIPCARE_DISPATCH_INTERVAL="20",
+                          DRIPCARE_PUBLIC_BASE_URL=public)
         enroll_many(env, now, 20)  # one claim of 20 at 1/s: the last waits about 20 s for its slot
         web = start(env, tmp_path, "web", "--host", "127.0.0.1", "--port", str(web_port))
         worker = start(env, tmp_path, "worker")
@@ -149,11 +166,9 @@ def test_a_backlog_at_the_edge_of_quiet_hours_stops_reaching_the_provider_at_the
     now = datetime(2027, 3, 3, 1, 59, 40, tzinfo=timezone.utc)  # 20:59:40 in New York
     clinic_with_notice(clinic_dir, quiet=("21:00", "08:00"))
     database = tmp_path / "dripcare.db"
-    with ClockedTwilio() as twilio:
+    with ListingTwilio() as twilio:
         twilio.delay = 0.3
-        env = base_env(database, clinic_dir, now.isoformat().replace("+00:00", "Z"), DRIPCARE_SMS_RATE="1",
-                       DRIPCARE_DISPATCH_INTERVAL="15", DRIPCARE_EMAIL_TRANSPORT="file",
-                       DRIPCARE_OUTBOX_DIR=str(tmp_path / "outbox"), **twilio_env(twilio, "https://care.example.org"))
+        env = sending_env(database, clinic_dir, now, tmp_path, twilio, DRIPCARE_DISPATCH_INTERVAL="15")
         enroll_many(env, now, 40)  # at 1/s, about 18 go before 21:00 and the rest wait for the morning
         worker = start(env, tmp_path, "worker")
         try:
@@ -162,7 +177,7 @@ def test_a_backlog_at_the_edge_of_quiet_hours_stops_reaching_the_provider_at_the
         finally:
             stop(worker)
         simulated = _simulated_clock(database)
-        reached = sorted(simulated(at).astimezone(NEW_YORK) for at, _ in twilio.arrivals)
+        reached = sorted(simulated(wall).astimezone(NEW_YORK) for _, wall, _ in twilio.arrivals)
     assert reached, "nothing went out before quiet hours"
     assert reached[-1].time() < datetime(2027, 3, 2, 21, 0).time()  # measured at the provider
     assert len(reached) >= 10  # the backlog really was sending when the hour struck
@@ -192,9 +207,7 @@ def _simulated_clock(database: Path):
 
 @pytest.mark.parametrize("how", ["removed", "renamed"])
 def test_a_campaign_file_gone_under_a_running_worker_cancels_nothing(tmp_path, clinic_dir, how):
-    env = base_env(tmp_path / "dripcare.db", clinic_dir, "2027-03-01T15:00:00Z", DRIPCARE_SMS_TRANSPORT="file",
-                   DRIPCARE_EMAIL_TRANSPORT="file", DRIPCARE_OUTBOX_DIR=str(tmp_path / "outbox"),
-                   DRIPCARE_DISPATCH_INTERVAL="0.3")
+    env = file_env(tmp_path / "dripcare.db", clinic_dir, "2027-03-01T15:00:00Z", tmp_path)
     for args in (["patient", "add", "--first-name", "Ana", "--last-name", "Diaz", "--phone", "+12125550143",
                   "--timezone", "America/New_York", "--consent", "sms"],
                  ["enroll", "1", "--campaign", "ketamine-iv", "--session", "2027-03-20 10:00",
@@ -230,9 +243,7 @@ def test_a_changed_clinic_file_is_taken_by_a_running_worker_and_a_broken_one_is_
     clinic_with_notice(clinic_dir, quiet=("22:00", "08:00"))
     (clinic_dir / "config/campaigns/notice.toml").write_text(NOTICE.replace('offset = "0m"', 'offset = "+30m"'))
     database = tmp_path / "dripcare.db"
-    env = base_env(database, clinic_dir, now.isoformat().replace("+00:00", "Z") + " x120",
-                   DRIPCARE_SMS_TRANSPORT="file", DRIPCARE_EMAIL_TRANSPORT="file",
-                   DRIPCARE_OUTBOX_DIR=str(tmp_path / "outbox"), DRIPCARE_DISPATCH_INTERVAL="0.3")
+    env = file_env(database, clinic_dir, iso(now) + " x120", tmp_path)
     enroll_many(env, now, 1)  # its text is due at 20:30, a quarter of a minute of the worker's time away
     clinic = clinic_dir / "config/clinic.toml"
     worker = start(env, tmp_path, "worker")

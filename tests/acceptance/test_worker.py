@@ -4,12 +4,9 @@ file, the file transport, and signals."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
-import sys
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -18,18 +15,14 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from dripcare.store.models import Message, Worker
+from tests.support.fleet import DRIPCARE, environment, wait_for
 
-DRIPCARE = str(Path(sys.executable).parent / "dripcare")
 
 
 def _env(tmp_path: Path, clinic_dir: Path, now: str, **extra) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DRIPCARE_", "TWILIO_", "SMTP_", "DATABASE_URL"))}
-    env.update(DATABASE_URL=f"sqlite:///{tmp_path / 'worker.db'}", DRIPCARE_CONFIG_DIR=str(clinic_dir / "config"),
-               DRIPCARE_MESSAGES_DIR=str(clinic_dir / "messages"), DRIPCARE_SMS_TRANSPORT="file",
-               DRIPCARE_EMAIL_TRANSPORT="file", DRIPCARE_OUTBOX_DIR=str(tmp_path / "outbox"),
-               DRIPCARE_DISPATCH_INTERVAL="0.2", DRIPCARE_NOW=now)
-    env.update(extra)
-    return env
+    settings = dict(DRIPCARE_SMS_TRANSPORT="file", DRIPCARE_EMAIL_TRANSPORT="file",
+                    DRIPCARE_OUTBOX_DIR=str(tmp_path / "outbox"), DRIPCARE_DISPATCH_INTERVAL="0.2", DRIPCARE_NOW=now)
+    return environment(f"sqlite:///{tmp_path / 'worker.db'}", clinic_dir, **{**settings, **extra})
 
 
 def _enroll(env: dict[str, str], cwd: Path) -> None:
@@ -43,16 +36,6 @@ def _enroll(env: dict[str, str], cwd: Path) -> None:
 
 def _lines(path: Path) -> list[dict]:
     return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
-
-
-def _wait_for(predicate, limit: float = 30.0) -> bool:
-    """Polls a real subprocess's observable effect, bounded: the only waiting in the suite."""
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def _db(tmp_path: Path):
@@ -71,7 +54,7 @@ def test_worker_sends_due_messages_once_and_stops_cleanly_on_sigterm(tmp_path, c
     _enroll(env, tmp_path)
     worker = _start(env, tmp_path)
     try:
-        assert _wait_for(lambda: len(_lines(tmp_path / "outbox" / "sms.jsonl")) >= 1
+        assert wait_for(lambda: len(_lines(tmp_path / "outbox" / "sms.jsonl")) >= 1
                          and len(_lines(tmp_path / "outbox" / "email.jsonl")) >= 1)
     finally:
         worker.send_signal(signal.SIGTERM)
@@ -163,7 +146,7 @@ def test_operations_help_is_plain_words_with_every_option_described(cli, command
 def test_a_changed_campaign_file_is_planned_with_and_a_bad_one_keeps_the_last_good(rt, clinic_dir):
     from dripcare.app import enrollments
     from dripcare.app import patients
-    from dripcare.config.settings import Settings
+
     from dripcare.app.config_watch import ConfigWatch
     from dripcare.app.status import campaign_errors
 

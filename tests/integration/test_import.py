@@ -9,7 +9,7 @@ import csv
 import io
 import random
 import sqlite3
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 
 import pytest
 from tests.support.clihelp import js, ok

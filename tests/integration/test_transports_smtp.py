@@ -3,7 +3,6 @@
 What the server received is parsed back with the stdlib parser and checked header by header.
 """
 
-import asyncio
 import logging
 import ssl
 from datetime import datetime, timedelta, timezone

@@ -14,13 +14,13 @@ import sys
 import threading
 import time
 import uuid
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import sqlalchemy as sa
 
 from dripcare.config.clock import SimulatedClock
-from tests.support.twilio_fakes import ACCOUNT_SID, AUTH_TOKEN, FROM_NUMBER, FakeTwilio, message_json
+from tests.support.twilio_fakes import ACCOUNT_SID, AUTH_TOKEN, FROM_NUMBER, FakeTwilio, free_port, message_json
 
 DRIPCARE = str(Path(sys.executable).parent / "dripcare")
 SETTING_PREFIXES = ("DRIPCARE_", "TWILIO_", "SMTP_", "EMAIL_", "DATABASE_URL")
@@ -46,6 +46,12 @@ def twilio_settings(twilio: FakeTwilio) -> dict[str, str]:
 
 def run(env: dict[str, str], cwd: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run([DRIPCARE, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def start(env: dict[str, str], cwd: Path, *args: str) -> subprocess.Popen:
+    """A `dripcare` command left running (a worker, the development web server)."""
+    return subprocess.Popen([DRIPCARE, *args], env=env, cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
 
 
 class Worker:
@@ -135,17 +141,17 @@ def patients_csv(path: Path, count: int, campaign: str, session_at: str, timezon
 class ListingTwilio(FakeTwilio):
     """Takes every message, lists what it took (a lookup after a crash finds it, as at
     Twilio), stamps it on `clock` (the workers' simulated clock when they run on one) and
-    notes the monotonic instant each create request arrived."""
+    notes when each create request arrived, on the wall clock and the monotonic one."""
 
     def __init__(self, clock=None):
         super().__init__()
         self.clock = clock
-        self.arrived: list[float] = []
+        self.arrivals: list[tuple[float, datetime, dict[str, str]]] = []  # (monotonic, wall, form)
         self._lock = threading.Lock()
 
     def created_answer(self, form: dict[str, str]):
         with self._lock:
-            self.arrived.append(time.monotonic())
+            self.arrivals.append((time.monotonic(), datetime.now(timezone.utc), form))
         status, body = super().created_answer(form)
         if status == 201:
             message = json.loads(body)
@@ -155,9 +161,16 @@ class ListingTwilio(FakeTwilio):
             self.stored.append(message)
         return status, body
 
+    def to(self, number: str) -> list[datetime]:
+        """When each request for this number arrived (wall clock)."""
+        with self._lock:
+            return [wall for _, wall, form in self.arrivals if form.get("To") == number]
+
     def message_ids(self) -> list[int]:
         """The dripcare message id of every create request, from its StatusCallback `m=`."""
-        return [int(re.search(r"[?&]m=(\d+)", form.get("StatusCallback", "")).group(1)) for form in self.created]
+        with self._lock:
+            forms = [form for _, _, form in self.arrivals]
+        return [int(re.search(r"[?&]m=(\d+)", form.get("StatusCallback", "")).group(1)) for form in forms]
 
     def most_in_one_second(self) -> int:
         """The most requests that reached this server within any one-second window."""
@@ -165,7 +178,9 @@ class ListingTwilio(FakeTwilio):
 
     def busiest_second(self) -> list[tuple[float, int]]:
         """The requests of the busiest one-second window: (seconds after the first request, message id)."""
-        arrivals = sorted(zip(self.arrived, self.message_ids()))
+        with self._lock:
+            stamps = [at for at, _, _ in self.arrivals]
+        arrivals = sorted(zip(stamps, self.message_ids()))
         busiest, start = arrivals[:1], 0
         for end, (at, _) in enumerate(arrivals):
             while at - arrivals[start][0] >= 1.0:
@@ -185,14 +200,6 @@ def simulated(now_spec: str) -> SimulatedClock:
 # --- the web process, as the Procfile starts it -----------------------------------------------
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Web:
