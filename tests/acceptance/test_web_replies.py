@@ -299,3 +299,20 @@ def test_a_changed_clinic_toml_changes_the_help_reply_and_a_broken_one_keeps_the
     assert twiml_text(site.text("HELP")) == "Riverbend Clinic: new help text. Call us."
     with Session(engine) as session:
         assert "clinic.toml" in config_files.errors(session)  # `dripcare status` shows it
+
+
+def test_a_reply_delivered_twice_at_once_is_stored_once_per_patient(rt, engine, clinic_dir):
+    """Twilio retries a webhook it thinks was lost; two web processes may take both at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from dripcare.app import inbox, patients
+    from dripcare.app.notices import ClinicNotices
+
+    patient = patients.add_patient(rt, first_name="Ana", last_name="Diaz", phone="+12125550143", consent=["sms"],
+                                   by="test")
+    quiet = ClinicNotices(rt)  # no transports: the notice is logged only
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda _: inbox.receive(rt, quiet, "+12125550143", "when is my session?", "SMtwice"),
+                            range(4)))
+    stored = [r for r in inbox.replies(rt, include_handled=True) if r.patient_id == patient.id]
+    assert len(stored) == 1 and sum(not g.repeat for g in got) == 1

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from dripcare.app.patients import get_record, set_consent
@@ -77,14 +78,17 @@ def receive(rt, notices, sender: str, body: str, sid: str | None) -> Received:
 
 
 def _store(rt, sender: str, text: str, sid: str | None, reading: Reading) -> Received:
-    with transaction(rt.engine) as session:
-        patients = inbound.patients_with_number(session, sender)
-        locale = patients[0][1] if patients else rt.clinic.locale
-        ids = [pid for pid, _ in patients]
-        if inbound.received_before(session, sid):
-            return Received(reading, (), tuple(ids), locale, repeat=True)
-        reply_ids = inbound.add(session, sender=sender, body=text, at=rt.clock.now(), taken_as=reading.taken_as,
-                                urgent=reading.urgent, sid=sid, patient_ids=ids)
+    try:
+        with transaction(rt.engine) as session:
+            patients = inbound.patients_with_number(session, sender)
+            locale = patients[0][1] if patients else rt.clinic.locale
+            ids = [pid for pid, _ in patients]
+            if inbound.received_before(session, sid):
+                return Received(reading, (), tuple(ids), locale, repeat=True)
+            reply_ids = inbound.add(session, sender=sender, body=text, at=rt.clock.now(),
+                                    taken_as=reading.taken_as, urgent=reading.urgent, sid=sid, patient_ids=ids)
+    except IntegrityError:  # the same delivery, stored a moment ago by another web process
+        return Received(reading, (), tuple(ids), locale, repeat=True)
     return Received(reading, tuple(reply_ids), tuple(ids), locale)
 
 

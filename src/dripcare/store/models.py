@@ -150,6 +150,8 @@ class MessageEvent(SQLModel, table=True):
 
 class InboundMessage(SQLModel, table=True):
     __tablename__ = "inbound_message"
+    # Twilio may deliver a reply twice, to two web processes at once: one row per patient.
+    __table_args__ = (sa.UniqueConstraint("provider_sid", "patient_id", name="uq_inbound_message_sid_patient"),)
 
     id: int | None = Field(default=None, primary_key=True)
     patient_id: int | None = Field(default=None, foreign_key="patient.id", index=True)

@@ -23,6 +23,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('handled_at', dripcare.store.models.UTCDateTime(), nullable=True))
         batch_op.add_column(sa.Column('handled_by', sqlmodel.sql.sqltypes.AutoString(), nullable=True))
         batch_op.add_column(sa.Column('handled_note', sqlmodel.sql.sqltypes.AutoString(), nullable=True))
+        batch_op.create_unique_constraint('uq_inbound_message_sid_patient', ['provider_sid', 'patient_id'])
     with op.batch_alter_table('worker', schema=None) as batch_op:
         batch_op.add_column(sa.Column('simulated_at', dripcare.store.models.UTCDateTime(), nullable=True))
     # The processes re-record their files on start: nothing of the old table is worth keeping.
@@ -54,6 +55,7 @@ def downgrade() -> None:
     with op.batch_alter_table('worker', schema=None) as batch_op:
         batch_op.drop_column('simulated_at')
     with op.batch_alter_table('inbound_message', schema=None) as batch_op:
+        batch_op.drop_constraint('uq_inbound_message_sid_patient', type_='unique')
         batch_op.drop_column('handled_note')
         batch_op.drop_column('handled_by')
         batch_op.drop_column('handled_at')
