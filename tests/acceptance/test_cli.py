@@ -112,6 +112,7 @@ def enrolled(cli, second_campaign, tmp_path, template_dir):
 
 NEW = ["--first-name", "Bo", "--last-name", "Li"]
 BAD_INPUT = [
+    (["session", "add", "1", "--at", "2027-03-20 10:00", "--modality", "pill"], "'pill'"),
     (["enroll", "99", "--campaign", "ketamine-iv"], "no patient 99"),
     (["timeline", "mrn:NOPE"], "NOPE"),
     (["session", "add", "42", "--at", "2027-03-20 10:00"], "no patient 42"),

@@ -435,7 +435,7 @@ def test_a_spanish_email_has_a_spanish_layout_and_unsubscribe_line(dirs, clinic,
                                                     unsubscribe_url="https://care.example/u/abc")
     assert email.text.startswith("Hola, Alex:") and email.text.endswith("--\nDarse de baja: https://care.example/u/abc")
     assert '<html lang="es">' in email.html and "Darse de baja de estos correos" in email.html
-    assert "988 (oprima 2)" in email.html and "If you are in danger" not in email.html
+    assert clinic.instructions["crisis_line_es"] in email.html and "If you are in danger" not in email.html
 
 
 def test_email_without_unsubscribe_url_has_no_link(dirs, clinic, campaigns):
@@ -480,7 +480,7 @@ def test_render_text_for_clinic_replies(dirs, clinic):
         "Riverbend Clinic care reminders, a few texts around each visit (msg frequency varies). Help: call "
         "+1 780 555 0100. Msg&data rates may apply. Reply STOP to opt out. In a crisis, call or text 988, or 911.")
     crisis = templates.render_text(clinic.sms_text("crisis_reply", "es"), {})
-    assert crisis.startswith("Si está en peligro ahora, llame al 911.") and "988 (oprima 2)" in crisis
+    assert crisis.startswith("Si está en peligro ahora, llame al 911.") and "llamar al 988 a cualquier hora" in crisis
 
 
 def test_a_fixed_template_is_picked_up_without_a_restart(dirs, clinic, campaigns):

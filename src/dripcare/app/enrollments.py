@@ -37,6 +37,7 @@ def enroll(rt, ref: str, campaign_id: str, session_times: list[str], *, by: str,
            modality: str | None = None, location: str | None = None, duration: int = 60) -> Outcome[Enrollment]:
     """A session already in the past is booked as history, with a note (nothing is sent before it)."""
     campaign = _campaign(rt, campaign_id)
+    modality = inputs.modality(modality)
 
     def act(session, patient, now, hints: Hints):
         starts = [inputs.local_datetime(t, patient.timezone, "--session") for t in session_times]
@@ -69,6 +70,8 @@ def add_session(rt, ref: str, at: str, *, by: str, campaign_id: str | None = Non
                 modality: str | None = None, duration: int = 60, location: str | None = None,
                 external_id: str | None = None, past: bool = False) -> Outcome[TreatmentSession]:
     """Book a session; one before now only as history (`past`), planning nothing before now."""
+    modality = inputs.modality(modality)
+
     def act(session, patient, now, hints: Hints):
         enrollment = _open_enrollment(session, patient, campaign_id)
         starts = _start(at, patient, now, past)

@@ -226,7 +226,7 @@ CHECKS = {
     "session_at": _kept,  # read in the patient's zone, known only once the rows are gathered
     # "No-show", "No show": EHRs spell it every way.
     "status": lambda text, ctx: inputs.choice(re.sub(r"[\s-]+", "_", text), SESSION_STATUSES, "status"),
-    "modality": _kept, "location": _kept,
+    "modality": lambda text, ctx: inputs.modality(text, "modality"), "location": _kept,
     "duration": lambda text, ctx: inputs.positive_int(text, "duration"),
 }
 # A patient's cells repeat on each of their rows: each distinct value is checked once.

@@ -226,7 +226,8 @@ def session_json(row, tz: str) -> dict:
 
 
 Duration = typer.Option("60", "--duration", metavar="MINUTES", help="Length of each session in minutes (default 60).")
-Modality = typer.Option(None, "--modality", metavar="ROUTE", help="How it is given: iv, im, intranasal, oral, ...")
+Modality = typer.Option(None, "--modality", metavar="ROUTE",
+                        help="How it is given: iv, im, intranasal, sublingual or oral (the messages follow it).")
 Location = typer.Option(None, "--location", metavar="PLACE", help="Where, as the patient should read it.")
 Past = typer.Option(False, "--past", help="The time is in the past: record a session that already took place.")
 SessionId = typer.Option(None, "--external-id", metavar="APPOINTMENT",

@@ -119,3 +119,15 @@ def record_id(text: str | int, what: str) -> int | None:
         return None
     number = int(value)
     return number if 0 < number <= LARGEST_ID else None
+
+
+# How a session's drug is given: the templates word each message after it (SPEC 4), so a
+# value they do not know would fall back to another route's wording (docs/writing-messages.md).
+MODALITIES = ("iv", "im", "intranasal", "sublingual", "oral")
+
+
+def modality(text: str | None, what: str = "--modality") -> str | None:
+    """One of MODALITIES, any case; empty is none (the campaign's usual route)."""
+    if text is None or not text.strip():
+        return None
+    return choice(text, MODALITIES, what)
