@@ -48,7 +48,9 @@ UNCONFIRMED_GRACE = timedelta(minutes=10)
 TEMPLATE_RETRY = timedelta(minutes=10)
 LEAD = 0.2  # at most this long before its first slot a group is checked: within a second of every send
 FIRST_LEAD = 0.05  # what checking a group is assumed to take, until a lane has timed one
-GROUP_MAX = 100  # rows judged and stored together when the rate leaves room for that many
+GROUP_MAX = 500  # rows judged and stored together when the rate leaves room for that many
+SEND_WINDOW = 0.5  # a group's sends all start within this long of its check, at the provider's pace
+FIRST_SEND_TIME = 0.1  # what one send is assumed to take, until a lane has timed some
 # Expiry and quiet hours are judged a second past the slot: the request must reach the
 # provider before the moment ends, not merely leave here before it.
 ON_THE_WAY = timedelta(seconds=1)
@@ -92,6 +94,7 @@ class Dispatcher:
         self._slots = threading.BoundedSemaphore(options.concurrency)
         self._answers = _Answers(self)
         self._lead: dict[str, float] = {}
+        self._send_time: dict[str, float] = {}
 
     @property
     def templates(self):
@@ -130,10 +133,12 @@ class Dispatcher:
         horizon = min(self.options.interval, outbox.LEASE.total_seconds() / 4)
         return max(1, min(self.options.batch, math.ceil(per_second * horizon)))
 
-    def _group_size(self, pacer: Pacer) -> int:
-        """Rows judged together: as many as the pacer releases within LEAD (one at 1/s), at
-        most GROUP_MAX when the rate is out of the way."""
-        return max(1, min(GROUP_MAX, self.options.batch, math.floor(LEAD * pacer.per_second)))
+    def _group_size(self, channel: str, pacer: Pacer) -> int:
+        """Rows judged together: as many as the pacer releases within LEAD (one at 1/s) and
+        the send threads can start within SEND_WINDOW at the provider's pace (a slow
+        provider gets small groups, so no row waits long after its check), at most GROUP_MAX."""
+        by_provider = self.options.concurrency * SEND_WINDOW / self._send_time.get(channel, FIRST_SEND_TIME)
+        return max(1, min(GROUP_MAX, self.options.batch, math.floor(LEAD * pacer.per_second), math.floor(by_provider)))
 
     def _lane(self, channel: str, share: int, summary: Counter, failures: list) -> None:
         try:
@@ -143,8 +148,9 @@ class Dispatcher:
 
     def _run_lane(self, channel: str, share: int, summary: Counter) -> None:
         pacer, queue, exhausted = self.rates[channel], deque(), False
-        size, self._lead[channel] = self._group_size(pacer), FIRST_LEAD
+        self._lead[channel] = FIRST_LEAD
         while not self.stopping.is_set():
+            size = self._group_size(channel, pacer)
             if len(queue) < size and not exhausted:
                 if self._paused(channel):
                     break
@@ -348,6 +354,7 @@ class Dispatcher:
             # Stopping, or the slot was missed: a late send could crowd the next second.
             self._answers.put_back(out.message_id)
             return
+        started = time.monotonic()
         try:
             provider_id = self.transports[out.channel].send(out)
         except TransportError as error:
@@ -357,6 +364,9 @@ class Dispatcher:
             self._answers.refused(out, TransportError("ambiguous", type(error).__name__))
         else:
             self._answers.accepted(out, provider_id, self.rt.clock.now())
+        finally:  # the provider's pace, for the size of the next groups (a rough average will do)
+            took = time.monotonic() - started
+            self._send_time[out.channel] = 0.8 * self._send_time.get(out.channel, took) + 0.2 * took
 
     # -- rows in doubt ----------------------------------------------------------
 
