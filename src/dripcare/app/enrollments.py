@@ -16,6 +16,7 @@ from dripcare.domain import inputs
 from dripcare.domain.campaign import Campaign
 from dripcare.domain.inputs import BadInput
 from dripcare.store import patients as patient_rows
+from dripcare.store.bulk import insert_with_ids
 from dripcare.store.db import transaction
 from dripcare.store.models import Enrollment, Patient, TreatmentSession
 
@@ -31,6 +32,19 @@ def new_enrollment(session: Session, patient_id: int, campaign_id: str, now: dat
     session.add(enrollment)
     session.flush()
     return enrollment
+
+
+def new_enrollments(session: Session, wanted: list[tuple[int, str]], now: datetime) -> list[int]:
+    """Active enrollments from `now` for many (patient id, campaign) pairs in one statement."""
+    return insert_with_ids(session, Enrollment.__table__, [
+        dict(patient_id=patient_id, campaign_id=campaign_id, status="active", enrolled_at=now, footer_since=now)
+        for patient_id, campaign_id in wanted])
+
+
+def book_sessions(session: Session, sessions: list[dict]) -> None:
+    """Many sessions in one statement (an import): rows of TreatmentSession's columns."""
+    if sessions:
+        session.execute(sa.insert(TreatmentSession.__table__), sessions)
 
 
 def enroll(rt, ref: str, campaign_id: str, session_times: list[str], *, by: str,

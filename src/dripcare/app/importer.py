@@ -25,9 +25,9 @@ from pathlib import Path
 
 from sqlmodel import Session
 
-from dripcare.app.enrollments import new_enrollment
+from dripcare.app.enrollments import book_sessions, new_enrollments
 from dripcare.app.consent import Wish, give_many
-from dripcare.app.patients import change_patient, new_patient
+from dripcare.app.patients import change_patient, new_patients
 from dripcare.config.clinic import Clinic
 from dripcare.domain import inputs
 from dripcare.domain.campaign import Campaign
@@ -682,46 +682,62 @@ def apply(session: Session, plans: list[PatientPlan], rt, ctx: Context, by: str,
     """Write every patient, consent, enrollment and session the file changes, and replan
     each patient it touched, in the caller's transaction. Everything was decided before
     (`resolve`): this only writes, through the shared writers (patients, consent,
-    enrollments) and the one planner (`rt.replan`)."""
-    touched, wishes = [], []
-    for done, plan in enumerate(plans, 1):
-        if plan.touched():
-            patient = _write_patient(session, plan, ctx, now)
-            wishes += [Wish(patient, channel, granted, f"import {ctx.filename} line {line}")
-                       for channel, granted, line in plan.consent]
-            for enrollment in plan.enrollments.values():
-                _write_enrollment(session, patient, enrollment, now)
-            touched.append(patient)
-        if progress and (done % 20 == 0 or done == len(plans)):
-            progress("importing", done, len(plans))
+    enrollments) and the one planner (`rt.replan_many`), new rows in bulk."""
+    touched = [plan for plan in plans if plan.touched()]
+    patients = _write_patients(session, touched, ctx, now)
+    if progress:
+        progress("importing", len(touched) // 3, len(touched))
+    give_many(session, [Wish(patient, channel, granted, f"import {ctx.filename} line {line}")
+                        for plan, patient in zip(touched, patients) for channel, granted, line in plan.consent],
+              now, source="import", by=by)
+    _write_courses(session, touched, patients, now)
     session.flush()
-    give_many(session, wishes, now, source="import", by=by)
+    if progress:
+        progress("importing", 2 * len(touched) // 3, len(touched))
     # One replan of every patient the file touched: one read of their state, one insert.
-    return rt.replan_many(session, touched, by, now).counts
+    changes = rt.replan_many(session, patients, by, now).counts
+    if progress:
+        progress("importing", len(touched), len(touched))
+    return changes
 
 
-def _write_patient(session: Session, plan: PatientPlan, ctx: Context, now: datetime) -> Patient:
-    if plan.existing is None:
-        return new_patient(session, {**plan.changes, "external_id": plan.external_id}, now, clinic=ctx.clinic)
-    if plan.changes:
-        change_patient(session, plan.existing, plan.changes)
-    return plan.existing
-
-
-def _write_enrollment(session: Session, patient: Patient, plan: EnrollmentPlan, now: datetime) -> None:
-    enrollment = plan.existing
-    if plan.creates:
-        enrollment = new_enrollment(session, patient.id, plan.campaign, now)
-    for s in plan.sessions:
-        if s.booked is None:
-            session.add(TreatmentSession(
-                enrollment_id=enrollment.id, starts_at=s.starts_at, status=s.details.get("status", "scheduled"),
-                duration_minutes=s.details.get("duration", DEFAULT_DURATION), external_id=s.appointment,
-                modality=s.details.get("modality"), location=s.details.get("location")))
+def _write_patients(session: Session, plans: list[PatientPlan], ctx: Context, now: datetime) -> list[Patient]:
+    """The patients of `plans`, in order: known ones changed, new ones added in one statement."""
+    fresh = [plan for plan in plans if plan.existing is None]
+    added = iter(new_patients(session, [{**plan.changes, "external_id": plan.external_id} for plan in fresh],
+                              now, clinic=ctx.clinic))
+    patients = []
+    for plan in plans:
+        if plan.existing is None:
+            patients.append(next(added))
             continue
-        for key, value in s.changes().items():
-            setattr(s.booked, SESSION_FIELD.get(key, key), value)
-        session.add(s.booked)
+        if plan.changes:
+            change_patient(session, plan.existing, plan.changes)
+        patients.append(plan.existing)
+    return patients
+
+
+def _write_courses(session: Session, plans: list[PatientPlan], patients: list[Patient], now: datetime) -> None:
+    """New enrollments and sessions in two statements; booked sessions the file changes, one by one."""
+    courses = [(patient, course) for plan, patient in zip(plans, patients) for course in plan.enrollments.values()]
+    fresh = [(patient, course) for patient, course in courses if course.creates]
+    ids = iter(new_enrollments(session, [(patient.id, course.campaign) for patient, course in fresh], now))
+    enrollment_of = {id(course): next(ids) for _, course in fresh}
+    booked = []
+    for _, course in courses:
+        enrollment_id = enrollment_of.get(id(course)) or course.existing.id
+        for s in course.sessions:
+            if s.booked is None:
+                booked.append(dict(enrollment_id=enrollment_id, starts_at=s.starts_at,
+                                   status=s.details.get("status", "scheduled"),
+                                   duration_minutes=s.details.get("duration", DEFAULT_DURATION),
+                                   external_id=s.appointment, modality=s.details.get("modality"),
+                                   location=s.details.get("location")))
+                continue
+            for key, value in s.changes().items():
+                setattr(s.booked, SESSION_FIELD.get(key, key), value)
+            session.add(s.booked)
+    book_sessions(session, booked)
 
 
 # --- the use case -----------------------------------------------------------------------------

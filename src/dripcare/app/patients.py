@@ -15,6 +15,7 @@ from dripcare.domain import inputs
 from dripcare.domain.contacts import CHANNELS, contact_for
 from dripcare.domain.inputs import BadInput
 from dripcare.store import consent as consent_rows
+from dripcare.store.bulk import insert_with_ids
 from dripcare.store import patients as patient_rows
 from dripcare.store.db import transaction
 from dripcare.store.models import Patient
@@ -76,16 +77,28 @@ def _external_id_free(session: Session, external_id: str | None, patient_id: int
         raise BadInput(f"external id {external_id!r} already belongs to another patient")
 
 
+def _patient_values(values: dict, now: datetime, clinic) -> dict:
+    return dict(first_name=values["first_name"], last_name=values["last_name"],
+                preferred_name=values.get("preferred_name"), external_id=values.get("external_id") or None,
+                timezone=values.get("timezone") or clinic.timezone, locale=values.get("locale") or clinic.locale,
+                discreet=bool(values.get("discreet")), phone=values.get("phone"), email=values.get("email"),
+                phone_invalid=False, email_invalid=False, created_at=now)
+
+
 def new_patient(session: Session, values: dict, now: datetime, *, clinic) -> Patient:
     """A patient row from checked values (add and import alike)."""
-    patient = Patient(first_name=values["first_name"], last_name=values["last_name"],
-                      preferred_name=values.get("preferred_name"), external_id=values.get("external_id") or None,
-                      timezone=values.get("timezone") or clinic.timezone, locale=values.get("locale") or clinic.locale,
-                      discreet=bool(values.get("discreet")), phone=values.get("phone"), email=values.get("email"),
-                      created_at=now)
+    patient = Patient(**_patient_values(values, now, clinic))
     session.add(patient)
     session.flush()
     return patient
+
+
+def new_patients(session: Session, many: list[dict], now: datetime, *, clinic) -> list[Patient]:
+    """Many new patients in one statement (an import). The returned patients carry their
+    ids for planning and consent; they are not tracked by the session (never re-added)."""
+    rows = [_patient_values(values, now, clinic) for values in many]
+    ids = insert_with_ids(session, Patient.__table__, rows)
+    return [Patient(id=i, **row) for i, row in zip(ids, rows)]
 
 
 def add_patient(rt, *, first_name: str, last_name: str, preferred_name: str | None = None,

@@ -17,6 +17,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from dripcare.domain.statuses import CALLBACK_FROM, IN_DOUBT, PENDING, MessageStatus as S
+from dripcare.store.bulk import insert_with_ids
 from dripcare.store.models import Enrollment, Message, MessageEvent, Patient
 
 LEASE = timedelta(minutes=5)
@@ -52,16 +53,7 @@ def insert_planned(session: Session, at: datetime, by: str | None, rows: list[di
     enrollment plans dozens of rows at once, an import thousands."""
     if not rows:
         return []
-    if session.bind.dialect.name == "sqlite":
-        # SQLite runs INSERT ... RETURNING with sort_by_parameter_order as one statement per
-        # row. This transaction holds the write lock (BEGIN IMMEDIATE), so the ids after the
-        # largest are ours to give: one executemany names them.
-        first = (session.execute(sa.select(sa.func.max(message.c.id))).scalar() or 0) + 1
-        ids = list(range(first, first + len(rows)))
-        session.execute(sa.insert(message), [dict(id=i, updated_at=at, **row) for i, row in zip(ids, rows)])
-    else:
-        ids = session.execute(sa.insert(message).returning(message.c.id, sort_by_parameter_order=True),
-                              [dict(updated_at=at, **row) for row in rows]).scalars().all()
+    ids = insert_with_ids(session, message, [dict(updated_at=at, **row) for row in rows])
     session.execute(sa.insert(event), [
         dict(message_id=i, at=at, kind="planned" if row["status"] == S.SCHEDULED else "skipped",
              status=row["status"], reason=row.get("reason"), detail=None, by=by) for i, row in zip(ids, rows)])
