@@ -26,7 +26,7 @@ from twilio.request_validator import RequestValidator
 from werkzeug.serving import make_server
 
 from dripcare.store import outbox
-from dripcare.app import enrollments, patients, status
+from dripcare.app import enrollments, patients
 from dripcare.config.campaigns import load_campaigns
 from dripcare.config.clinic import load_clinic
 from dripcare.store.db import make_engine, transaction
@@ -403,7 +403,7 @@ def test_30007_is_counted_and_30003_only_recorded(rt, engine, site):
     site.callback("undelivered", m=one.id, sid="SMone", code="30007")  # a repeat is not counted twice
     site.callback("undelivered", m=two.id, sid="SMtwo", code="30003")
     with Session(engine) as session:
-        assert status.carrier_filtered(session) == 1
+        assert outbox.carrier_filtered(session) == 1
     assert get(engine, Message, two.id).reason == "twilio:30003"
     assert not get(engine, Patient, patient.id).phone_invalid and get(engine, ChannelState, "sms") is None
 

@@ -13,6 +13,7 @@ from dripcare.app.patients import find_patient, get_record
 from dripcare.app.reconcile import Changes
 from dripcare.domain import inputs
 from dripcare.domain.inputs import BadInput
+from dripcare.domain.statuses import MessageStatus as S
 from dripcare.domain.statuses import ALL
 from dripcare.domain.timing import resolve_wall, zone
 from dripcare.store import outbox
@@ -52,7 +53,7 @@ def retry_message(rt, message_id: str, *, by: str) -> Message:
     now = rt.clock.now()
     with transaction(rt.engine) as session:
         row = get_record(session, Message, message_id, "message", "`dripcare timeline PATIENT`")
-        if not (row.status == "failed" or (row.status == "cancelled" and row.reason == "staff")):
+        if not (row.status == S.FAILED or (row.status == S.CANCELLED and row.reason == "staff")):
             raise BadInput(f"message {row.id} is {row.status}{f' ({row.reason})' if row.reason else ''}; only a failed "
                            f"message, or one staff cancelled by hand, can be retried")
         if row.expires_at <= now:

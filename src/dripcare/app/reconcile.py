@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from dripcare.domain.contacts import CHANNELS, reachable
-from dripcare.domain.statuses import PENDING
+from dripcare.domain.statuses import PENDING, MessageStatus as S
 from dripcare.store import outbox
 from dripcare.domain.campaign import Campaign
 from dripcare.config.clinic import Clinic
@@ -107,7 +107,7 @@ def reconcile_patients(session: Session, patients: list[Patient], clinic: Clinic
         new_rows += _reconcile_one(session, patient.id, state, enrollments[patient.id], rows[patient.id],
                                    rules, now, by, changes)
     outbox.insert_planned(session, now, by, new_rows)
-    changes.counts.update(("planned" if r["status"] == "scheduled" else "skipped") for r in new_rows)
+    changes.counts.update(("planned" if r["status"] == S.SCHEDULED else "skipped") for r in new_rows)
     return changes
 
 

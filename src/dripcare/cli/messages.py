@@ -14,6 +14,7 @@ from dripcare.cli.patients import PATIENT_HELP, contact_lines, print_course, who
 from dripcare.config.logs import counts_text
 from dripcare.domain.inputs import positive_int
 from dripcare.domain.statuses import ALL
+from dripcare.domain.statuses import MessageStatus as S
 
 message_app = typer.Typer(help="Cancel or retry one message by hand.", no_args_is_help=True)
 MESSAGE_HELP = "The message id, shown by dripcare timeline PATIENT and dripcare outbox."
@@ -24,13 +25,13 @@ def message_json(m, tz_name: str) -> dict:
     return {"id": m.id, "patient_id": m.patient_id, "enrollment_id": m.enrollment_id, "step": m.step_id,
             "channel": m.channel, "session_id": m.session_id, "status": m.status, "reason": m.reason,
             "due_at": iso(m.due_at, tz_name), "expires_at": iso(m.expires_at, tz_name),
-            "next_attempt_at": iso(m.next_attempt_at, tz_name) if m.status == "scheduled" else None,
+            "next_attempt_at": iso(m.next_attempt_at, tz_name) if m.status == S.SCHEDULED else None,
             "sent_at": iso(m.sent_at, tz_name), "attempts": m.attempts, "provider_id": m.provider_id}
 
 
 def _when(m) -> object:
     # A retry or a deferral goes out at its next attempt, not at its first due time.
-    return m.next_attempt_at if m.status == "scheduled" and m.next_attempt_at else m.due_at
+    return m.next_attempt_at if m.status == S.SCHEDULED and m.next_attempt_at else m.due_at
 
 
 def timeline(

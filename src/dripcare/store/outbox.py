@@ -383,3 +383,36 @@ def next_planned(session: Session, patient_id: int, now: datetime) -> Message | 
     return session.execute(sa.select(Message).where(Message.patient_id == patient_id,
                                                     Message.status == S.SCHEDULED, Message.expires_at > now)
                            .order_by(when, Message.id).limit(1)).scalars().first()
+
+
+
+# --- what `dripcare status` counts ------------------------------------------------------------
+
+def queue_state(session: Session, now: datetime, overdue_after: timedelta) -> dict:
+    """Rows by status, how many are due now, and the oldest overdue one."""
+    counts = dict(session.execute(sa.select(Message.status, sa.func.count()).group_by(Message.status)).all())
+    due = sa.func.coalesce(Message.next_attempt_at, Message.due_at)
+    due_now = session.execute(sa.select(sa.func.count()).select_from(Message).where(
+        Message.status == S.SCHEDULED, due <= now)).scalar()
+    oldest = session.execute(sa.select(Message.id, due).where(
+        Message.status == S.SCHEDULED, due <= now - overdue_after).order_by(due).limit(1)).first()
+    return {"by_status": counts, "due_now": due_now,
+            "oldest_overdue": None if oldest is None else {
+                "id": oldest[0], "due_at": oldest[1], "minutes": int((now - oldest[1]).total_seconds() // 60)}}
+
+
+def failures_by_reason(session: Session) -> dict[str, int]:
+    rows = session.execute(sa.select(Message.reason, sa.func.count()).where(
+        Message.status.in_((S.FAILED, S.UNDELIVERED, S.EXPIRED))).group_by(Message.reason)).all()
+    return {reason or "unknown": n for reason, n in rows}
+
+
+def carrier_filtered(session: Session) -> int:
+    """Twilio 30007 answers: carriers filtering our texts, counted so someone looks."""
+    return session.execute(sa.select(sa.func.count()).select_from(MessageEvent).where(
+        MessageEvent.detail == "twilio:30007")).scalar()
+
+
+def sent_by_channel(session: Session, since: datetime, until: datetime) -> dict[str, int]:
+    return dict(session.execute(sa.select(Message.channel, sa.func.count()).where(
+        Message.sent_at > since, Message.sent_at <= until).group_by(Message.channel)).all())

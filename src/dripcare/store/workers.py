@@ -49,3 +49,15 @@ def forget_gone(session: Session, real_now: datetime) -> int:
     result = session.execute(sa.delete(Worker).where(
         sa.func.coalesce(Worker.stopped_at, Worker.heartbeat_at) < real_now - FORGET_AFTER))
     return result.rowcount or 0
+
+
+def workers_clock(session: Session, now: datetime, real_now: datetime, speed: float) -> datetime:
+    """The instant the workers' clock shows now. Sends are stamped on it; under DRIPCARE_NOW
+    each process's simulated clock starts when the process does, so the workers' is read
+    from their latest heartbeat (its simulated time, moved on by the real time since)."""
+    latest = session.execute(sa.select(Worker.heartbeat_at, Worker.simulated_at).where(
+        Worker.simulated_at.is_not(None)).order_by(Worker.heartbeat_at.desc()).limit(1)).first()
+    if latest is None:
+        return now
+    beat, simulated = latest
+    return simulated + (real_now - beat) * speed
