@@ -19,22 +19,31 @@ from dripcare.domain.timing import resolve_wall, zone
 from dripcare.store import outbox
 from dripcare.store import patients as patient_rows
 from dripcare.store.db import transaction
-from dripcare.store.models import Enrollment, Message, Patient
+from dripcare.store.models import Enrollment, Message
 from dripcare.store.outbox import OutboxFilter
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
-def replan(rt, *, by: str | None, enrollment_id: str | None = None) -> Changes:
-    """Plan again one enrollment's patient, or every patient with an enrollment."""
-    total = Changes()
-    with transaction(rt.engine) as session:
+REPLAN_SLICE = 200  # patients planned again per transaction: the web's STOP never waits long
+
+
+def replan(rt, *, by: str | None, enrollment_id: str | None = None, progress=None) -> Changes:
+    """Plan again one enrollment's patient, or every patient with an enrollment, a slice
+    of patients per transaction (planning is idempotent: a slice done stays done)."""
+    with Session(rt.engine) as session:
         if enrollment_id is not None:
-            patient_ids = [get_record(session, Enrollment, enrollment_id, "enrollment", "`dripcare patient show PATIENT`").patient_id]
+            patient_ids = [get_record(session, Enrollment, enrollment_id, "enrollment",
+                                      "`dripcare patient show PATIENT`").patient_id]
         else:
             patient_ids = patient_rows.enrolled_patient_ids(session)
-        for patient_id in patient_ids:
-            total.counts.update(rt.replan(session, session.get(Patient, patient_id), by).counts)
+    total = Changes()
+    for start in range(0, len(patient_ids), REPLAN_SLICE):
+        with transaction(rt.engine) as session:
+            part = patient_ids[start:start + REPLAN_SLICE]
+            total.counts.update(rt.replan_many(session, patient_rows.patients_by_id(session, part), by).counts)
+        if progress:
+            progress("planning again", min(start + REPLAN_SLICE, len(patient_ids)), len(patient_ids))
     return total
 
 

@@ -17,6 +17,7 @@ import typer
 from rich import box
 from rich.console import Console
 from rich.table import Table
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from dripcare.app import wording
 from dripcare.config.campaigns import load_campaigns
@@ -189,3 +190,29 @@ def changes_line(effect) -> str:
         return "no change"
     reasons = ", ".join(f"{n} {reason}" for reason, n in sorted(effect.reasons.items()))
     return "; ".join(parts) + (f"; why: {reasons}" if reasons else "")
+
+
+class ProgressBar:
+    """A bar on the terminal for work that takes a while (an import, a replan of every
+    patient); `progress_bar()` gives none when output is not a terminal (piped, logged, tested)."""
+
+    def __init__(self) -> None:
+        self.bar: Progress | None = None
+        self.tasks: dict[str, int] = {}
+
+    def __call__(self, what: str, done: int, total: int) -> None:
+        if self.bar is None:
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                TimeRemainingColumn(), console=console, transient=True)
+            self.bar.start()
+        if what not in self.tasks:
+            self.tasks[what] = self.bar.add_task(what, total=total)
+        self.bar.update(self.tasks[what], completed=done)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def progress_bar() -> ProgressBar | None:
+    return ProgressBar() if console.is_terminal else None

@@ -9,7 +9,8 @@ import typer
 
 from dripcare.app import messages as staff_messages
 from dripcare.app import timelines, wording
-from dripcare.cli.common import (By, Json, console, fail, iso, print_json, runtime, say, stream_json, table, who)
+from dripcare.cli.common import (By, Json, console, fail, iso, print_json, progress_bar, runtime, say, stream_json,
+                                 table, who)
 from dripcare.cli.patients import PATIENT_HELP, contact_lines, print_course, who_line
 from dripcare.config.logs import counts_text
 from dripcare.domain.inputs import positive_int
@@ -152,6 +153,12 @@ def replan(enrollment: Optional[str] = typer.Argument(None, metavar="ENROLLMENT"
     """Plan again (after editing a campaign file, for instance)."""
     if (enrollment is None) == (not all_):
         raise typer.BadParameter("give one ENROLLMENT or --all, not both or neither")
-    changes = staff_messages.replan(runtime(), by=who(by), enrollment_id=None if all_ else enrollment)
+    bar = progress_bar() if all_ else None
+    try:
+        changes = staff_messages.replan(runtime(), by=who(by), enrollment_id=None if all_ else enrollment,
+                                        progress=bar)
+    finally:
+        if bar:
+            bar.close()
     summary = counts_text(changes.counts) or "no changes"
     say(f"replanned: {summary}")

@@ -11,12 +11,11 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from dripcare.app import audit as audits
 from dripcare.app import importer, pages
 from dripcare.app import report as reporting
-from dripcare.cli.common import console, err_console, print_json, runtime, say, table, who
+from dripcare.cli.common import console, err_console, print_json, progress_bar, runtime, say, table, who
 from dripcare.cli.patients import PATIENT_HELP
 from dripcare.config.logs import counts_text
 from dripcare.domain.timing import zone
@@ -64,28 +63,6 @@ Consent is recorded with source "import", evidence "import FILE line N".
 """
 
 
-class ProgressBar:
-    """A bar on the terminal while a large file is checked and written; nothing at all
-    when output is not a terminal (piped, logged, tested)."""
-
-    def __init__(self) -> None:
-        self.bar: Progress | None = None
-        self.tasks: dict[str, int] = {}
-
-    def __call__(self, what: str, done: int, total: int) -> None:
-        if self.bar is None:
-            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                TimeRemainingColumn(), console=console, transient=True)
-            self.bar.start()
-        if what not in self.tasks:
-            self.tasks[what] = self.bar.add_task(what, total=total)
-        self.bar.update(self.tasks[what], completed=done)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-
-
 def import_csv(
     file: str = typer.Argument(..., metavar="FILE.csv", help="The CSV file to import (the columns are listed above)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Check everything and show, per patient, what would be "
@@ -94,7 +71,7 @@ def import_csv(
                                                         "login name)."),
 ):
     rt = runtime()
-    bar = ProgressBar() if console.is_terminal else None
+    bar = progress_bar()
     try:
         outcome = importer.import_file(rt, Path(file), by=who(by), dry_run=dry_run, progress=bar)
     except importer.BadRows as error:

@@ -33,3 +33,7 @@ def session_with_external_id(session: Session, external_id: str) -> TreatmentSes
 def enrolled_patient_ids(session: Session) -> list[int]:
     return session.execute(sa.select(Enrollment.patient_id).distinct()
                            .order_by(Enrollment.patient_id)).scalars().all()
+
+
+def patients_by_id(session: Session, ids: list[int]) -> list[Patient]:
+    return session.execute(sa.select(Patient).where(Patient.id.in_(ids)).order_by(Patient.id)).scalars().all()
