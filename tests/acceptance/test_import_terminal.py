@@ -65,3 +65,19 @@ def test_a_large_import_shows_a_progress_bar_on_a_terminal_and_nothing_extra_whe
     assert piped.stdout.splitlines() == [
         "imported big.csv: 0 patients added, 0 updated, 60 unchanged; 0 enrollments; sessions: 0 booked, "
         "0 moved, 0 cancelled, 0 otherwise changed; messages: no changes"]
+
+
+def test_planning_every_patient_again_shows_a_progress_bar_on_a_terminal_and_nothing_when_piped(tmp_path,
+                                                                                                 clinic_dir):
+    env = environment(f"sqlite:///{tmp_path / 'dripcare.db'}", clinic_dir, DRIPCARE_NOW="2027-03-01T15:00:00Z")
+    big_export(tmp_path / "big.csv")
+    assert subprocess.run([DRIPCARE, "import", "big.csv"], env=env, cwd=tmp_path, capture_output=True,
+                          timeout=120).returncode == 0
+    code, screen = on_a_terminal(env, tmp_path, "replan", "--all")
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen)
+    assert code == 0, screen
+    assert re.search(r"planning again .*60/60", plain), plain[-2000:]
+    assert "replanned: no changes" in plain
+    piped = subprocess.run([DRIPCARE, "replan", "--all"], env=env, cwd=tmp_path, capture_output=True, text=True,
+                           timeout=120)
+    assert piped.returncode == 0 and piped.stderr == "" and piped.stdout.splitlines() == ["replanned: no changes"]
