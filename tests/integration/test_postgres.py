@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections import Counter
 
@@ -171,3 +172,31 @@ def test_a_worker_gives_back_the_slots_it_did_not_use_unless_another_took_later_
     one.reserve(1)
     other.give_back([again])  # another reservation came after: the pace is kept
     assert one.reserve(1)[0] > again + 2 * one.spacing - 0.01
+
+
+def test_a_worker_kept_waiting_on_the_rate_row_still_places_its_slots_after_the_others(pg_rt):
+    """A worker's UPDATE may wait on another worker's lock of the `send_rate` row (a worker
+    descheduled mid-transaction). Its slots must still come after the slots already given:
+    the server's clock is placed on ours apart from the UPDATE, never across the wait."""
+    from dripcare.delivery.rate import SharedRate
+
+    one, other = SharedRate(pg_rt.engine, "sms", 10), SharedRate(pg_rt.engine, "sms", 10)
+    earlier = other.reserve(1)[0]  # the row exists and its clock is read, as a running worker's is
+    waited: dict[str, object] = {}
+
+    def reserve_behind_the_lock():
+        waited["asked"] = time.monotonic()
+        waited["slot"] = other.reserve(1)[0]
+
+    kept_waiting = threading.Thread(target=reserve_behind_the_lock)
+    with pg_rt.engine.begin() as holder:  # a worker holding the row, off the CPU for a while
+        holder.execute(sa.text("SELECT next_at FROM send_rate WHERE channel = 'sms' FOR UPDATE"))
+        kept_waiting.start()
+        assert _waits_on_a_lock(pg_rt.engine)
+        threading.Event().wait(0.6)  # the lock wait itself: what the old reading put the slots early by half of
+    kept_waiting.join(timeout=30)
+    # The slot is the server's: right after the earlier one, or its clock as the UPDATE
+    # began (PostgreSQL reads it before the wait). Placed where it is, not half the wait before.
+    assert abs(waited["slot"] - max(earlier + other.spacing, waited["asked"])) < 0.02, (earlier, waited)
+    mine = one.reserve(1)[0]
+    assert mine - waited["slot"] >= one.spacing - 0.005  # and the next worker's slot still comes after it

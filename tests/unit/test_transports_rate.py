@@ -8,7 +8,7 @@ import pytest
 
 import math
 
-from dripcare.delivery.rate import MARGIN, TOLERANCE, SendRate
+from dripcare.delivery.rate import JITTER, MARGIN, TOLERANCE, SendRate
 
 
 class FakeTime:
@@ -120,8 +120,23 @@ def test_a_late_start_goes_only_when_the_last_second_has_room():
     clock.sleep(0.6)
     assert clock.now() > third + rate.tolerance
     assert not rate.may_start(third)  # late, and two already went in the last second (0.3 and 0.6)
-    clock.sleep(0.15)
+    clock.sleep(0.1 + JITTER + 0.001)
     assert rate.may_start(third)  # the 0.3 send has left the window (and its jitter margin)
+
+
+def test_an_on_time_start_waits_for_room_a_late_one_left_behind():
+    """A send a little late (within TOLERANCE) leaves less than a second before the next
+    on-time one: that one waits the difference, so the provider's window stays within."""
+    clock = FakeTime()
+    rate = SendRate(2, now=clock.now, sleep=clock.sleep)
+    first, second, third = rate.reserve(3)  # 0, 0.535, 1.07
+    clock.sleep(first + TOLERANCE)
+    assert rate.may_start(first)  # late, within tolerance
+    clock.sleep(second - clock.now())
+    assert rate.may_start(second)
+    clock.sleep(third - clock.now())
+    assert rate.may_start(third)
+    assert clock.now() == pytest.approx(first + TOLERANCE + 1.0 + JITTER)  # waited, not sent into the window
 
 
 def test_slots_nobody_used_are_given_back_unless_someone_reserved_after_them():

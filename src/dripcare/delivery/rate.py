@@ -6,14 +6,18 @@ the rate when it leaves arrives bunched, and the provider counts arrivals. The s
 keeps a margin, so a send that starts up to `TOLERANCE` late after its slot, plus a few
 milliseconds of jitter on the way, still leaves every window within the rate. Right
 before the provider is called the sender asks `may_start`: one process knows every send
-it started, so a late send goes when the last second holds room for it; the shared pacer
-cannot see the other workers' sends, so there a send more than `TOLERANCE` late is not
-sent late: its caller puts the message back for a new slot.
+it started, so a send waits there until the last second (jitter margin included) holds
+room for it, and a late one goes only when it does; the shared pacer cannot see the other
+workers' sends, so there a send more than `TOLERANCE` late is not sent late: its caller
+puts the message back for a new slot.
 
 - `SendRate` paces one process (SQLite serves one worker; email; the demo's virtual clock).
 - `SharedRate` paces every worker on PostgreSQL through one row per channel, taken with
   a single conditional UPDATE on the database server's clock, so the workers' own clocks
-  never need to agree.
+  never need to agree. Each worker places the server's slots on its own timeline through
+  an offset read apart from the UPDATE (the fastest of a few plain clock readings): the
+  UPDATE may wait for another worker's row lock, and a reading taken across that wait
+  would put the slots early, into another worker's sends.
 
 Slots are instants on the pacer's own timeline (`now()`); callers wait with `wait_until`.
 """
@@ -25,7 +29,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Protocol
 
 import sqlalchemy as sa
@@ -36,10 +40,12 @@ MARGIN = 1.07  # spacing stretched by 7%: room for TOLERANCE and jitter in every
 # clock is off by a round trip, and another worker's on-time send is right behind it.
 SHARED_MARGIN = 1.15
 TOLERANCE = 0.03  # seconds a send may start after its slot
-JITTER = 0.04  # seconds between a start here and its arrival at the provider, at worst
+JITTER = 0.05  # seconds between a start here and its arrival at the provider, at worst
 # Above this, a rate is "out of the way" (no SMS or email sender takes a thousand a second
 # from one account): a late send is not put back for it.
 NO_LIMIT = 1000.0
+CLOCK_CHECK = 30.0  # seconds between two readings of the database server's clock
+CLOCK_READINGS = 3  # readings per check; the fastest round trip places the clock best
 
 
 def spacing(per_second: float, margin: float = MARGIN) -> float:
@@ -119,17 +125,26 @@ class SendRate:
         return not (stopping and stopping.is_set())
 
     def may_start(self, slot: float) -> bool:
-        """True (and the start noted) when starting now keeps every window within the rate:
-        on time always; late only if the last window, jitter margin included, has room."""
-        now = self._now()
-        with self._lock:
-            on_time = now <= slot + self.tolerance
-            full = len(self._started) == self._allowed
-            room = not full or now - self._started[0] >= self._window + JITTER
-            if not (on_time or room):
-                return False
-            self._started.append(now)
-            return True
+        """True (and the start noted) when starting now keeps every window within the rate.
+        On time, it waits, if it must, until the last second (jitter margin included) has
+        room: a send that went a little late leaves a little less room behind it. Late, it
+        goes only if the room is already there."""
+        while True:
+            with self._lock:
+                now = self._now()
+                room_at = self._room_at()
+                if now >= room_at:
+                    self._started.append(now)
+                    return True
+                if now > slot + self.tolerance:
+                    return False
+            self.wait_until(room_at)
+
+    def _room_at(self) -> float:
+        """The instant from which one more start keeps the last window within the rate."""
+        if len(self._started) < self._allowed:
+            return -math.inf
+        return self._started[0] + self._window + JITTER
 
     def acquire(self) -> float:
         """One slot, waited for: the instant it was given."""
@@ -149,7 +164,7 @@ class SharedRate(SendRate):
     _TAKE = sa.text(
         "UPDATE send_rate SET next_at = GREATEST(next_at, clock_timestamp() AT TIME ZONE 'UTC' "
         "+ make_interval(secs => :lead)) + make_interval(secs => :span) WHERE channel = :channel "
-        "RETURNING next_at, clock_timestamp() AT TIME ZONE 'UTC'")
+        "RETURNING next_at")
     _CREATE = sa.text("INSERT INTO send_rate (channel, next_at) VALUES (:channel, clock_timestamp() "
                       "AT TIME ZONE 'UTC') ON CONFLICT (channel) DO NOTHING")
 
@@ -158,6 +173,7 @@ class SharedRate(SendRate):
         self.engine, self.channel = engine, channel
         self.spacing = spacing(per_second, SHARED_MARGIN)
         self._end: tuple[float, object] | None = None
+        self._offset: tuple[float, float] | None = None  # (server minus ours, when read)
 
     _GIVE_BACK = sa.text("UPDATE send_rate SET next_at = next_at - make_interval(secs => :span) "
                          "WHERE channel = :channel AND next_at = :end")
@@ -169,19 +185,41 @@ class SharedRate(SendRate):
             connection.execute(self._GIVE_BACK, {"span": len(slots) * self.spacing, "channel": self.channel,
                                                  "end": self._end[1]})
 
+    _CLOCK = sa.text("SELECT clock_timestamp() AT TIME ZONE 'UTC'")
+
+    def _server_offset(self) -> float:
+        """Server clock (seconds since the epoch) minus ours, from the fastest of a few
+        plain readings, none waiting on a lock; read again every `CLOCK_CHECK` seconds."""
+        asked = time.monotonic()
+        if self._offset is not None and asked - self._offset[1] < CLOCK_CHECK:
+            return self._offset[0]
+        readings = []
+        with self.engine.connect() as connection:
+            for _ in range(CLOCK_READINGS):
+                before = time.monotonic()
+                server = _epoch_seconds(connection.execute(self._CLOCK).scalar_one())
+                after = time.monotonic()
+                readings.append((after - before, server - (before + after) / 2))
+        self._offset = (min(readings)[1], asked)
+        return self._offset[0]
+
     def reserve(self, count: int, lead: float = 0.0) -> list[float]:
+        offset = self._server_offset()
         span = count * self.spacing
         taking = {"span": span, "lead": lead, "channel": self.channel}
         with self.engine.begin() as connection:
-            asked = time.monotonic()
             row = connection.execute(self._TAKE, taking).first()
             if row is None:  # the first send of this channel anywhere
                 connection.execute(self._CREATE, {"channel": self.channel})
-                asked = time.monotonic()
                 row = connection.execute(self._TAKE, taking).first()
-            # The server read its clock between our asking and its answer: take the middle.
-            local = (asked + time.monotonic()) / 2
-        end, server_now = row
-        first = local + (end - server_now) / timedelta(seconds=1) - span
+        end = row[0]
+        first = _epoch_seconds(end) - offset - span
         self._end = (first + span, end)  # where this reservation ends, here and on the server
         return [first + i * self.spacing for i in range(count)]
+
+
+_EPOCH = datetime(1970, 1, 1)
+
+
+def _epoch_seconds(naive_utc: datetime) -> float:
+    return (naive_utc - _EPOCH) / timedelta(seconds=1)
