@@ -46,6 +46,7 @@ from dripcare.store.models import Message
 log = logging.getLogger("dripcare.dispatch")
 UNCONFIRMED_GRACE = timedelta(minutes=10)
 TEMPLATE_RETRY = timedelta(minutes=10)
+COUNTED_AS = {"retry": "template_error"}  # a pass counts a held-back row by its kind; a retried template as its error
 LEAD = 0.2  # at most this long before its first slot a group is checked: within a second of every send
 FIRST_LEAD = 0.05  # what checking a group is assumed to take, until a lane has timed one
 GROUP_MAX = 500  # rows judged and stored together when the rate leaves room for that many
@@ -225,46 +226,46 @@ class Dispatcher:
         # The instant each message will leave, on the clock the rules are judged by.
         leaving = [now + timedelta(seconds=max(0.0, slot - pacer_now) * speed) for slot in slots]
         ready: list[Judged] = []
+        kept: list[outbox.KeptBack] = []
         with transaction(self.rt.engine) as session:
             group = _Group(session, ids, self.options.worker_id, leaving[-1])
             for message_id, slot, at in zip(ids, slots, leaving):
                 facts = group.facts.get(message_id)
                 if facts is None:
                     continue  # taken back meanwhile (a lease sweep): not this worker's to send
-                verdict = self._judge(session, facts, at, group)
+                verdict = self._judge(facts, at, group)
                 if isinstance(verdict, Judged):
                     ready.append(Judged(verdict.attempt, verdict.outgoing, slot))
                 else:
-                    summary[verdict] += 1
+                    kept.append(verdict)
+            outbox.keep_back(session, kept)
             stored = outbox.start_attempts(session, [j.attempt for j in ready], now)
+        for verdict in kept:
+            summary[COUNTED_AS.get(verdict.kind, verdict.kind)] += 1
         return [j for j in ready if j.attempt.message_id in stored]
 
-    def _judge(self, session: Session, f: sending.SendFacts, at: datetime, group: "_Group") -> "Judged | str":
+    def _judge(self, f: sending.SendFacts, at: datetime, group: "_Group") -> "Judged | outbox.KeptBack":
         m, patient = f.message, f.patient
         arrives = at + ON_THE_WAY
         if arrives >= m.expires_at:
-            outbox.close(session, m.id, S.EXPIRED, "expired", at)
-            return "expired"
+            return outbox.KeptBack(m.id, S.EXPIRED, "expired", at)
         reason = self._stop_reason(f)
         if reason:
-            outbox.close(session, m.id, S.CANCELLED, reason, at)
-            return "cancelled"
+            return outbox.KeptBack(m.id, S.CANCELLED, reason, at)
         tz = zone(patient.timezone)
         quiet = self.rt.clinic.quiet_hours
         if quiet.contains(at, tz) or quiet.contains(arrives, tz):
             end = quiet.period(arrives, tz)[1]
             if end < m.expires_at:
-                outbox.defer(session, m.id, end, "quiet_hours", at)
-                return "deferred"
-            outbox.close(session, m.id, S.EXPIRED, "quiet_hours", at)
-            return "expired"
+                return outbox.KeptBack(m.id, S.SCHEDULED, "quiet_hours", at, until=end)
+            return outbox.KeptBack(m.id, S.EXPIRED, "quiet_hours", at)
         if group.sent_on(m, tz, at) >= self.rt.clinic.max_per_day[m.channel]:
-            return self._over_cap(session, m, tz, at)
+            return self._over_cap(m, tz, at)
         try:
             judged = self._render(f, at, group)
         except TemplateError as error:
             log.warning("message %s: template error: %s", m.id, error)
-            return self._template_retry(session, m, at, str(error))
+            return self._template_retry(m, at, str(error))
         group.going(m, at, judged.attempt.footer)
         return judged
 
@@ -281,24 +282,20 @@ class Dispatcher:
             return None  # the campaign file is missing: its last good version is gone from this process
         return stop_reason(standing(m.step_id, m.session_id, m.anchor_at, m.channel, state, facts))
 
-    def _over_cap(self, session: Session, m: Message, tz, at: datetime) -> str:
+    def _over_cap(self, m: Message, tz, at: datetime) -> outbox.KeptBack:
         """Over the daily cap at send time: the next allowed time before expiry, else skipped."""
         midnight = resolve_wall(datetime.combine(local_day(at, tz) + timedelta(days=1), datetime.min.time()), tz)
         tomorrow = self.rt.clinic.quiet_hours.end_after(midnight, tz)
         if tomorrow < m.expires_at:
-            outbox.defer(session, m.id, tomorrow, "daily_cap", at)
-            return "deferred"
-        outbox.close(session, m.id, S.SKIPPED, "daily_cap", at)
-        return "skipped"
+            return outbox.KeptBack(m.id, S.SCHEDULED, "daily_cap", at, until=tomorrow)
+        return outbox.KeptBack(m.id, S.SKIPPED, "daily_cap", at)
 
-    def _template_retry(self, session: Session, m: Message, at: datetime, error: str) -> str:
+    def _template_retry(self, m: Message, at: datetime, error: str) -> outbox.KeptBack:
         """Staff can fix a template: try again in a while, until the message expires."""
         when = at + TEMPLATE_RETRY
         if when >= m.expires_at:
-            outbox.close(session, m.id, S.EXPIRED, "template_error", at, detail=error[:300])
-            return "expired"
-        outbox.retry_later(session, m.id, when, at, code=error, reason="template_error")
-        return "template_error"
+            return outbox.KeptBack(m.id, S.EXPIRED, "template_error", at, detail=error[:300])
+        return outbox.KeptBack(m.id, S.SCHEDULED, "template_error", at, until=when, error=error[:300])
 
     # -- rendering -----------------------------------------------------------------------
 

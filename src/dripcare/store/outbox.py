@@ -184,10 +184,54 @@ def fail(session: Session, message_id: int, code: str, at: datetime, reason: str
     return close(session, message_id, S.FAILED, reason or code, at, detail=code, error=code)
 
 
-def defer(session: Session, message_id: int, until: datetime, reason: str, at: datetime) -> bool:
-    """Not now (quiet hours, the daily cap): back to the queue until `until`."""
-    return _move(session, message_id, (S.SENDING,), S.SCHEDULED, at, "deferred", reason=reason,
-                 detail=until.isoformat(), next_attempt_at=until, lease_until=None)
+@dataclass(frozen=True)
+class KeptBack:
+    """The check at the moment of sending held a message back (SPEC 7): closed without a
+    send (`until` None: expired, cancelled, skipped), or back to the queue until `until`
+    (deferred by quiet hours or the daily cap; with an `error`, a template to retry)."""
+
+    message_id: int
+    status: str
+    reason: str
+    at: datetime
+    until: datetime | None = None
+    detail: str | None = None
+    error: str | None = None
+
+    @property
+    def kind(self) -> str:
+        if self.until is None:
+            return str(self.status)
+        return "retry" if self.error is not None else "deferred"
+
+
+def keep_back(session: Session, verdicts: list[KeptBack]) -> int:
+    """A group's held-back messages written together: one UPDATE per kind of change and
+    one insert of their events (a batch of sends often holds back most of its rows, at the
+    daily cap, in quiet hours); only rows still this worker's to send."""
+    if not verdicts:
+        return 0
+    still = set(session.execute(sa.select(message.c.id).where(
+        message.c.id.in_([v.message_id for v in verdicts]), message.c.status == S.SENDING)).scalars())
+    chosen = [v for v in verdicts if v.message_id in still]
+    row = message.c.id == sa.bindparam("b_id")
+    common = dict(reason=sa.bindparam("b_reason"), updated_at=sa.bindparam("b_at"), lease_until=None)
+    shapes = {  # what each kind of change writes besides the state
+        "closed": dict(status=sa.bindparam("b_status"), **common),
+        "deferred": dict(status=S.SCHEDULED, next_attempt_at=sa.bindparam("b_until"), **common),
+        "retry": dict(status=S.SCHEDULED, next_attempt_at=sa.bindparam("b_until"), error=sa.bindparam("b_error"),
+                      **common)}
+    for shape, values in shapes.items():
+        rows = [dict(b_id=v.message_id, b_status=v.status, b_reason=v.reason, b_at=v.at, b_until=v.until,
+                     b_error=v.error) for v in chosen if (v.kind if v.until is not None else "closed") == shape]
+        if rows:
+            session.execute(sa.update(message).where(row, message.c.status == S.SENDING).values(**values), rows)
+    if chosen:
+        session.execute(sa.insert(event), [
+            dict(message_id=v.message_id, at=v.at, kind=v.kind, status=v.status, reason=v.reason, by=None,
+                 detail=v.until.isoformat() if v.kind == "deferred" else v.error if v.kind == "retry" else v.detail)
+            for v in chosen])
+    return len(chosen)
 
 
 def retry_later(session: Session, message_id: int, when: datetime, at: datetime, *, code: str,
