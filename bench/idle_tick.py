@@ -1,6 +1,9 @@
 """Workload 2, idle tick: one dispatch pass of the real dispatcher (`build_dispatcher`,
 the worker's settings) when nothing is due, with 10k, 100k and 1M future rows waiting.
-What a quiet worker pays every DRIPCARE_DISPATCH_INTERVAL, all day."""
+What a quiet worker pays every DRIPCARE_DISPATCH_INTERVAL, all day.
+
+On the same SQLite outboxes (up to `OUTBOX_ROWS_AT_MOST` rows), `dripcare outbox --json`
+as staff run it: its peak RSS at 10k and 100k rows says whether it streams (SPEC 9)."""
 
 from __future__ import annotations
 
@@ -11,11 +14,12 @@ from datetime import timedelta
 import sqlalchemy as sa
 from sqlalchemy import event
 
-from clinic import FIRST_COURSE_DAY, T0, settings
+from clinic import FIRST_COURSE_DAY, T0, cli, settings
 from measure import check, median, say
 from run_context import Context
 from staging import Copier, with_template
 
+OUTBOX_ROWS_AT_MOST = 200_000  # the 1M outbox is printed by nobody; the streaming shows by 100k
 SPREAD_HOURS = 720  # copies' courses start up to 30 days apart: due times spread, not piled
 
 
@@ -86,11 +90,24 @@ def measure(ctx: Context, database: str, sizes: list[int]) -> list[dict]:
             timed = time_passes(url, ctx, ctx.sizes.idle_passes)
             say(f"  {database}: {future:,} future rows: idle pass {timed['median'] * 1000:.2f} ms "
                 f"({timed['statements']:.0f} statements)")
-            points.append({"target": target, "future_rows": future, "fill_seconds": fill, **timed})
+            point = {"target": target, "future_rows": future, "fill_seconds": fill, **timed}
+            if database == "sqlite" and copier.rows("message") <= OUTBOX_ROWS_AT_MOST:
+                point["outbox_json"] = outbox_json(ctx, url, copier.rows("message"))
+            points.append(point)
     finally:
         copier.dispose()
         db.drop(f"idle-{database}")
     return points
+
+
+def outbox_json(ctx: Context, url: str, rows: int) -> dict:
+    """`dripcare outbox --json` of every row, to a file, measured from the outside."""
+    ran = cli(ctx.clinic, ctx.workdir, settings(ctx.clinic, url, T0, ctx.workdir / "outbox"), "outbox", "--json",
+              what=f"outbox-json-{rows}")
+    printed = ran.stdout.count("\n  {")
+    check(printed == rows, f"dripcare outbox --json printed {printed} rows of {rows}")
+    say(f"  sqlite: dripcare outbox --json of {rows:,} rows: {ran.wall:.1f} s, peak RSS {ran.peak_rss_mib:.0f} MiB")
+    return {"rows": rows, "wall": ran.wall, "peak_rss_mib": ran.peak_rss_mib, "bytes": len(ran.stdout)}
 
 
 def run_workload(ctx: Context) -> dict:

@@ -115,16 +115,16 @@ def import_again(ctx: Context, database: str, url: str, csv: Path, made: dict) -
     return {"reimport_wall": again.wall, "reimport_changed": counts(url) != made}
 
 
-def profile(ctx: Context, session_ids: bool) -> dict:
-    """The import of a smaller file under py-spy, statements counted (SQLite)."""
+def profile(ctx: Context, session_ids: bool, database: str = "sqlite") -> dict:
+    """The import of a smaller file under py-spy, statements counted."""
     patients = ctx.sizes.profile_import_patients
     csv = ctx.workdir / f"export-profile-{patients}.csv"
     write_export(csv, patients, ctx.clinic.campaign, session_ids=session_ids, seed=41)
-    url = migrated(ctx, "sqlite", "import-profile")
+    url = migrated(ctx, database, f"import-profile-{database}")
     env = settings(ctx.clinic, url, T0, ctx.workdir / "outbox")
     counted = ctx.workdir / "import-profile-counts.json"
     stacks = profiles.record([PYTHON, str(Path(__file__).with_name("counted.py")), str(counted), "import", str(csv),
-                              "--by", "bench"], env=clean_env(env), cwd=ctx.workdir, name="import-profile")
+                              "--by", "bench"], env=clean_env(env), cwd=ctx.workdir, name=f"import-profile-{database}")
     made = counts(url)
     check(made["patients"] == patients, "the profiled import did not import every patient")
     numbers = json.loads(counted.read_text())
@@ -149,4 +149,7 @@ def run_workload(ctx: Context) -> dict:
     if "import" in ctx.sizes.profiles:
         say("import: profile (py-spy) ...")
         out["profile"] = profile(ctx, session_ids)
+    if ctx.pg and "import-postgresql" in ctx.sizes.profiles:
+        say("import: profile on PostgreSQL (py-spy) ...")
+        out["profile_postgresql"] = profile(ctx, session_ids, "postgresql")
     return out

@@ -61,8 +61,24 @@ class Ran:
         return "\n".join((self.stderr or self.stdout).strip().splitlines()[-lines:])
 
 
+def high_water_mib(pid: int) -> float | None:
+    """The process's own peak RSS so far (VmHWM), or None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError):
+        return None
+    return None
+
+
 class Process:
-    """A process started now and measured when it ends (`os.wait4` gives its own rusage)."""
+    """A process started now and measured when it ends (`os.wait4` gives its CPU time).
+
+    Its peak RSS is read from /proc while it runs, not from `ru_maxrss`: Linux carries the
+    parent's RSS at fork through exec into the child's `ru_maxrss`, so a child of a large
+    bench process would report the bench's memory, not its own."""
 
     def __init__(self, cmd: Sequence[str], *, env: dict[str, str], cwd: Path, log: Path):
         self.log = log
@@ -72,12 +88,24 @@ class Process:
         self.started = time.perf_counter()
         self.popen = subprocess.Popen(list(cmd), env=env, cwd=cwd, stdout=self._out, stderr=self._err,
                                       stdin=subprocess.DEVNULL)
+        self.peak_rss_mib = 0.0
+        self._watching = threading.Event()
+        threading.Thread(target=self._watch_memory, daemon=True).start()
+
+    def _watch_memory(self) -> None:
+        """VmHWM only grows: the last reading before exit is the peak, to within 50 ms."""
+        while not self._watching.is_set():
+            seen = high_water_mib(self.popen.pid)
+            if seen is not None:
+                self.peak_rss_mib = max(self.peak_rss_mib, seen)
+            self._watching.wait(0.05)
 
     def running(self) -> bool:
         """Still running; reaps it (keeping its rusage for `wait`) when it has ended."""
         if self._ended is None:
             pid, status, usage = os.wait4(self.popen.pid, os.WNOHANG)
             if pid:
+                self._watching.set()
                 self._ended = (status, usage, time.perf_counter())
         return self._ended is None
 
@@ -97,6 +125,7 @@ class Process:
                 _pid, status, usage = os.wait4(self.popen.pid, 0)
             finally:
                 timer.cancel()
+                self._watching.set()
             self._ended = (status, usage, time.perf_counter())
         status, usage, ended = self._ended
         wall = ended - self.started
@@ -107,7 +136,8 @@ class Process:
         out, err = self._out.read(), self._err.read()
         self._out.close()
         self._err.close()
-        return Ran(self.popen.returncode, wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, out, err)
+        peak = self.peak_rss_mib or usage.ru_maxrss / 1024  # a process too short to be read: the kernel's figure
+        return Ran(self.popen.returncode, wall, usage.ru_utime + usage.ru_stime, peak, out, err)
 
 
 def run(cmd: Sequence[str], *, env: dict[str, str], cwd: Path, log: Path, timeout: float = 1800,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+MARGIN_ONE = 1.07  # delivery/rate.py MARGIN: the spacing one process keeps (bench reads no dripcare code here)
 MB = 1_000_000 / 2**20  # MiB in a megabyte: targets are in MB, RSS is measured in MiB
 TARGETS = {"import": 20.0, "idle": 1.5, "drain_sqlite": 3000.0, "drain_rss_mb": 150.0, "drain_postgresql": 1000.0,
            "provider": 0.90, "scale": 3.0}
@@ -98,7 +99,95 @@ class Page:
             out += ["Not measured: " + "; ".join(self.results["notes"]) + ".", ""]
         out += ["## Targets", ""]
         out += table(["target", "measured", "", "section"], self.targets) if self.targets else ["None measured.", ""]
+        gaps = self.gaps()
+        if gaps and not run.get("quick"):
+            out += ["## Why a target is not met", "",
+                    "Each from this run's own figures and the profiles at the end of the page.", ""]
+            out += bullets(gaps)
         return out
+
+    # -- the gaps, from the figures and the profiles ------------------------------------------
+
+    def gaps(self) -> list[str]:
+        """One sentence per target not met, naming what the numbers and the profile show."""
+        out = []
+        imp = self.w.get("import", {})
+        for database, key in (("sqlite", "profile"), ("postgresql", "profile_postgresql")):
+            short = [r for r in imp.get(database, []) if r["apscheduler"]["wall"] / r["wall"] < TARGETS["import"]]
+            if short:
+                out.append(self.import_gap(database, short[0], imp.get(key)))
+        drain = self.w.get("drain", {})
+        for database in ("sqlite", "postgresql"):
+            r = next((r for r in drain.get(database, {}).get("runs", []) if r["transport"] == "file"), None)
+            if r and r["per_second"] < TARGETS[f"drain_{database}"]:
+                out.append(self.drain_gap(database, r, drain[database].get("profile")))
+        provider = self.w.get("provider", {})
+        short = [r for r in provider.get("runs", []) if r["of_bound"] < TARGETS["provider"]]
+        if short:
+            worst = min(short, key=lambda r: r["of_bound"])
+            out.append(f"Provider-bound sending below {pct(TARGETS['provider'])} of its bound (worst: "
+                       f"{pct(worst['of_bound'])} at concurrency {worst['concurrency']}, {worst['variant']}): one "
+                       f"process paces with a margin of {pct(MARGIN_ONE - 1)} (`delivery/rate.py`), so it sends at most "
+                       f"{pct(1 / MARGIN_ONE)} of the rate by design, the room that keeps every second at the "
+                       f"provider within the rate; the rest is the first second of the run (sends start when the "
+                       f"first claim is checked) and sends that start too late for their slot and go back for "
+                       f"another when an answer takes longer than the send threads can absorb.")
+        if any(r["over_rate"] for r in provider.get("runs", [])):
+            out.append("A second at the provider held more requests than the rate: see section 4.")
+        scale = self.w.get("scale", {})
+        runs = {r["workers"]: r for r in scale.get("runs", [])}
+        if 1 in runs and 4 in runs and runs[1]["per_second"]:
+            speedup = runs[4]["per_second"] / runs[1]["per_second"]
+            if speedup < TARGETS["scale"]:
+                four = runs[4]
+                busy = sum(x["cpu"] for x in four["processes"])
+                wall = four["requests"] / four["per_second"] if four["per_second"] else 0.0
+                cores = self.results["run"]["machine"].get("cores (nproc)", "?")
+                out.append(f"Scale-out at {speedup:.2f}x: the four workers used {busy:.0f} s of CPU in about "
+                           f"{wall:.0f} s of sending ({busy / wall:.1f} cores, if the run took that long), beside "
+                           f"PostgreSQL and the loopback provider, on a machine of {cores} cores: past two "
+                           f"workers the processes wait for a core, not for each other (the profile of one worker "
+                           f"shows its time in the provider's socket and the database driver, not in a lock).")
+        return out
+
+    def import_gap(self, database: str, r: dict, p: dict | None) -> str:
+        label = "SQLite" if database == "sqlite" else "PostgreSQL"
+        messages, aps = r["made"]["messages"], r["apscheduler"]
+        cpu_us = r["cpu"] / messages * 1e6
+        job_us = aps["wall"] / aps["jobs"] * 1e6
+        text = (f"Import on {label} at {aps['wall'] / r['wall']:.1f}x: the process spent {cpu_us:.0f} µs of CPU per "
+                f"planned message ({r['cpu']:.1f} s of CPU in {secs(r['wall'])}), where {TARGETS['import']:.0f}x "
+                f"APScheduler's {job_us:.0f} µs per job would leave {job_us / TARGETS['import']:.0f} µs for planning "
+                f"a message, building its row and event and writing both.")
+        if p:
+            per = p.get("per_patient") or {}
+            libs = dict(p["libraries"])
+            inclusive = dict(p["inclusive"])
+            planner = inclusive.get("dripcare.domain.planner.plan_patient", 0.0)
+            driver = libs.get("psycopg", 0.0) + libs.get("sqlite3", 0.0)
+            text += (f" The writes are already in bulk ({per.get('statements', 0):g} statements per patient in the "
+                     f"profile); the time is Python's: the planner {pct(planner)} of the samples, SQLAlchemy's own "
+                     f"code {pct(libs.get('sqlalchemy', 0.0))}" + (f" and the driver {pct(driver)}" if driver else "")
+                     + ", turning each row's values into parameters.")
+        return text
+
+    def drain_gap(self, database: str, r: dict, p: dict | None) -> str:
+        label = "SQLite" if database == "sqlite" else "PostgreSQL"
+        cores = r["cpu_ms_per_message"] * r["per_second"] / 1000
+        text = (f"Drain on {label} at {n(r['per_second'])}/s: {r['cpu_ms_per_message']:.2f} ms of CPU per message at "
+                f"that pace keeps {cores:.1f} cores busy, and one Python process runs its threads on one core at a "
+                f"time; {n(TARGETS[f'drain_{database}'])}/s needs {1000 / TARGETS[f'drain_{database}']:.2f} ms per "
+                f"message.")
+        if p:
+            inclusive, libs = dict(p["inclusive"]), dict(p["libraries"])
+            text += (f" The profile: rendering {pct(inclusive.get('dripcare.delivery.dispatch.Dispatcher._render', 0))} "
+                     f"of the working samples, of which each email's Markdown to HTML (markdown_it) "
+                     f"{pct(libs.get('markdown_it', 0))}; the fresh read before each group "
+                     f"{pct(inclusive.get('dripcare.store.sending.load_group', 0))}; the file transport "
+                     f"{pct(inclusive.get('dripcare.delivery.transports.files.FileTransport.send', 0))} (one append, "
+                     f"under its lock, per message); statements are {p['per_message'].get('statements', 0):g} per "
+                     f"message, so the database is not what holds it.")
+        return text
 
     # -- 1. import ---------------------------------------------------------------------------
 
@@ -157,6 +246,15 @@ class Page:
                     f"rows and {secs(last['median'])} with {n(last['future_rows'])}: {ratio:.2f}x for "
                     f"{last['future_rows'] / first['future_rows']:.0f}x the rows, against the target of at most "
                     f"{TARGETS['idle']}x; each pass ran {last['statements']:.0f} statements.")
+        listed = [p["outbox_json"] for p in w.get("sqlite") or [] if p.get("outbox_json")]
+        if len(listed) >= 2:
+            small, large = listed[0], listed[-1]
+            text.append(f"`dripcare outbox --json` printed {n(small['rows'])} rows with a peak RSS of "
+                        f"{small['peak_rss_mib']:.0f} MiB and {n(large['rows'])} rows ({large['bytes'] / 2**20:.0f} MiB "
+                        f"of JSON, in {secs(large['wall'])}) with {large['peak_rss_mib']:.0f} MiB: "
+                        f"{large['peak_rss_mib'] / small['peak_rss_mib']:.2f}x the memory for "
+                        f"{large['rows'] / small['rows']:.0f}x the rows (streamed, as SPEC 9 asks, when it stays near "
+                        f"1x).")
         out = table(["database", "future rows", f"pass, median of {w['passes']}", "min", "max", "statements"], rows)
         out += ["A pass of the real dispatcher (`build_dispatcher` with the worker's default settings and the file "
                 "transports) when nothing is due: resolve rows in doubt, then per channel the paused check and a "
@@ -299,10 +397,11 @@ class Page:
 
     def profiles_section(self) -> list[str]:
         found = []
-        if self.w.get("import", {}).get("profile"):
-            p = self.w["import"]["profile"]
-            found.append((f"`dripcare import` of {n(p['patients'])} patients ({n(p['messages'])} messages), SQLite",
-                          p, {"patient": p.get("per_patient"), "message": p.get("per_message")}))
+        for key, label in (("profile", "SQLite"), ("profile_postgresql", "PostgreSQL")):
+            p = self.w.get("import", {}).get(key)
+            if p:
+                found.append((f"`dripcare import` of {n(p['patients'])} patients ({n(p['messages'])} messages), "
+                              f"{label}", p, {"patient": p.get("per_patient"), "message": p.get("per_message")}))
         for database in ("sqlite", "postgresql"):
             p = self.w.get("drain", {}).get(database, {}).get("profile")
             if p:

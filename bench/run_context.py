@@ -32,8 +32,8 @@ class Sizes:
     scale_rate: float = 1_000_000  # DRIPCARE_SMS_RATE for scale-out: out of the way
     profile_import_patients: int = 300
     profile_drain_seconds: float = 15.0
-    profiles: list[str] = field(default_factory=lambda: ["import", "drain-sqlite", "drain-postgresql", "provider",
-                                                         "scale"])
+    profiles: list[str] = field(default_factory=lambda: ["import", "import-postgresql", "drain-sqlite",
+                                                         "drain-postgresql", "provider", "scale"])
 
     @classmethod
     def quick(cls) -> "Sizes":
