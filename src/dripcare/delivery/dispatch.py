@@ -172,41 +172,25 @@ class Dispatcher:
             summary["released"] += self._release(list(queue))
 
     def _send_group(self, channel: str, pacer: Pacer, ids: list[int], summary: Counter) -> None:
-        """Slots, then the check, then the sends: split over the free send threads, each
-        taking every n-th slot so its own sends are n slots apart. The first slot is at
-        least as far off as checking the group takes, so the sends can leave on time."""
-        threads = self._take_send_threads(len(ids))
+        """Slots, then the check, then the sends, each handed in slot order to the next free
+        send thread: a slow answer holds up one thread, never the slots of the next group.
+        The first slot is at least as far off as checking the group takes, so the sends can
+        leave on time."""
         lead = self._lead[channel]
         slots = pacer.reserve(len(ids), lead)
         if not pacer.wait_until(slots[0] - lead, self.stopping):
             summary["released"] += self._release(ids)
-            self._slots.release(threads)
             return
         started = time.monotonic()
-        try:
-            ready = self._judge_group(ids, slots, pacer, summary)
-        except Exception:
-            self._slots.release(threads)  # or the pass would wait for sends that never start
-            raise
+        ready = self._judge_group(ids, slots, pacer, summary)
         # The next group's lead: this check's time with room to spare, never past LEAD.
         self._lead[channel] = min(LEAD, max(0.005, 1.5 * (time.monotonic() - started)))
         going = {j.slot for j in ready}
         unused = len(slots) - next((i for i in range(len(slots), 0, -1) if slots[i - 1] in going), 0)
         pacer.give_back(slots[len(slots) - unused:])  # held or closed at the check: nothing went
-        chunks = [ready[i::threads] for i in range(threads)]
-        for chunk in chunks:
-            if chunk:
-                self._pool.submit(self._send_chunk, chunk, pacer)
-            else:
-                self._slots.release()
-
-    def _take_send_threads(self, wanted: int) -> int:
-        """Send threads for a group: waits for one, takes what else is free (at most `wanted`)."""
-        self._slots.acquire()
-        taken = 1
-        while taken < wanted and self._slots.acquire(blocking=False):
-            taken += 1
-        return taken
+        for judged in ready:
+            self._slots.acquire()  # at most `concurrency` sends waiting for their slot or in flight
+            self._pool.submit(self._send_one, judged, pacer)
 
     def _paused(self, channel: str) -> bool:
         with Session(self.rt.engine) as session:
@@ -338,10 +322,9 @@ class Dispatcher:
 
     # -- send -----------------------------------------------------------------------------
 
-    def _send_chunk(self, chunk: list[Judged], pacer: Pacer) -> None:
+    def _send_one(self, judged: Judged, pacer: Pacer) -> None:
         try:
-            for judged in chunk:
-                self._send(judged, pacer)
+            self._send(judged, pacer)
         finally:
             self._slots.release()
 
