@@ -53,6 +53,7 @@ YES, NO = ("yes", "true", "y", "1"), ("no", "false", "n", "0")
 # export re-imported must not reopen a session the clinic has since closed.
 STATUS_MOVES = {"scheduled": SESSION_STATUSES, "no_show": ("completed",)}
 CANCELLING = ("cancelled", "no_show")
+APPLY_SLICE = 500  # patients written and planned together: large enough for bulk statements, small in memory
 DEFAULT_DURATION = 60
 APPOINTMENT_LIMIT = 100
 # A header cell that reads like a column name may be quoted back; anything else may be a
@@ -682,22 +683,23 @@ def apply(session: Session, plans: list[PatientPlan], rt, ctx: Context, by: str,
     """Write every patient, consent, enrollment and session the file changes, and replan
     each patient it touched, in the caller's transaction. Everything was decided before
     (`resolve`): this only writes, through the shared writers (patients, consent,
-    enrollments) and the one planner (`rt.replan_many`), new rows in bulk."""
+    enrollments) and the one planner (`rt.replan_many`), new rows in bulk, a slice of
+    patients at a time: the planned rows of a slice are written and let go before the
+    next, so a file of tens of thousands of patients needs the memory of one slice."""
     touched = [plan for plan in plans if plan.touched()]
-    patients = _write_patients(session, touched, ctx, now)
-    if progress:
-        progress("importing", len(touched) // 3, len(touched))
-    give_many(session, [Wish(patient, channel, granted, f"import {ctx.filename} line {line}")
-                        for plan, patient in zip(touched, patients) for channel, granted, line in plan.consent],
-              now, source="import", by=by)
-    _write_courses(session, touched, patients, now)
-    session.flush()
-    if progress:
-        progress("importing", 2 * len(touched) // 3, len(touched))
-    # One replan of every patient the file touched: one read of their state, one insert.
-    changes = rt.replan_many(session, patients, by, now).counts
-    if progress:
-        progress("importing", len(touched), len(touched))
+    changes: Counter = Counter()
+    for start in range(0, len(touched), APPLY_SLICE):
+        part = touched[start:start + APPLY_SLICE]
+        patients = _write_patients(session, part, ctx, now)
+        give_many(session, [Wish(patient, channel, granted, f"import {ctx.filename} line {line}")
+                            for plan, patient in zip(part, patients) for channel, granted, line in plan.consent],
+                  now, source="import", by=by)
+        _write_courses(session, part, patients, now)
+        session.flush()
+        # One replan of the slice's patients: one read of their state, one insert.
+        changes.update(rt.replan_many(session, patients, by, now).counts)
+        if progress:
+            progress("importing", start + len(part), len(touched))
     return changes
 
 
