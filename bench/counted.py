@@ -16,25 +16,30 @@ from pathlib import Path
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-counted: Counter = Counter()
 
+def count_statements(target) -> Counter:
+    """Every statement and commit of `target` (one engine, or the Engine class: all of them)
+    counted by kind, with executemany batches and their rows."""
+    counted: Counter = Counter()
 
-@event.listens_for(Engine, "before_cursor_execute")
-def _executed(_conn, _cursor, statement, parameters, _context, executemany):
-    counted["statements"] += 1
-    counted["executemany" if executemany else "single"] += 1
-    if executemany:
-        counted["executemany_rows"] += len(parameters)
-    counted[statement.lstrip().split(None, 1)[0].upper()] += 1
+    @event.listens_for(target, "before_cursor_execute")
+    def executed(_conn, _cursor, statement, parameters, _context, executemany):
+        counted["statements"] += 1
+        counted["executemany" if executemany else "single"] += 1
+        if executemany:
+            counted["executemany_rows"] += len(parameters)
+        counted[statement.lstrip().split(None, 1)[0].upper()] += 1
 
+    @event.listens_for(target, "commit")
+    def committed(_conn):
+        counted["transactions"] += 1
 
-@event.listens_for(Engine, "commit")
-def _committed(_conn):
-    counted["transactions"] += 1
+    return counted
 
 
 def main() -> None:
     out = Path(sys.argv[1])
+    counted = count_statements(Engine)
     atexit.register(lambda: out.write_text(json.dumps(dict(counted))))
     from dripcare.cli import main as dripcare
 

@@ -17,7 +17,7 @@ import time
 from collections import Counter
 from datetime import datetime
 
-from sqlalchemy import event
+from counted import count_statements
 
 
 class NullTransport:
@@ -34,24 +34,6 @@ class NullTransport:
 
     def lookup(self, outgoing, since: datetime) -> str | None:
         return None
-
-
-def count_statements(engine) -> Counter:
-    counted: Counter = Counter()
-
-    @event.listens_for(engine, "before_cursor_execute")
-    def executed(_conn, _cursor, statement, parameters, _context, executemany):
-        counted["statements"] += 1
-        counted["executemany" if executemany else "single"] += 1
-        if executemany:
-            counted["executemany_rows"] += len(parameters)
-        counted[statement.lstrip().split(None, 1)[0].upper()] += 1
-
-    @event.listens_for(engine, "commit")
-    def committed(_conn):
-        counted["transactions"] += 1
-
-    return counted
 
 
 def watch(engine, stopping: threading.Event, stall: float, stalled: threading.Event) -> None:

@@ -95,14 +95,9 @@ def handler_for(provider: Provider):
                 self._answer(404, b'{"code": 20404, "message": "not found", "status": 404}')
 
         def _answer(self, status: int, body: bytes) -> None:
-            try:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-            except OSError:
-                pass  # the client went away (a worker stopping)
+            from tests.support.twilio_fakes import answer_json
+
+            answer_json(self, status, body)  # a worker stopping may have gone away
 
         def log_message(self, *args):
             pass

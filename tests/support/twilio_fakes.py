@@ -41,6 +41,18 @@ def message_json(sid: str, to: str, body: str, created: datetime, direction: str
             "subresource_uris": {}}
 
 
+def answer_json(handler: BaseHTTPRequestHandler, status: int, body: bytes) -> None:
+    """A JSON answer, as Twilio's API gives one; a client that went away is not told."""
+    try:
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+    except OSError:
+        pass
+
+
 def free_port() -> int:
     """A loopback port nobody listens on (closed right away: connecting to it is refused)."""
     with socket.socket() as sock:
@@ -127,15 +139,7 @@ def _handler_for(fake: FakeTwilio):
         def _answer(self, answer: tuple[int, bytes]) -> None:
             if not _MESSAGES_PATH.match(urlsplit(self.path).path):
                 answer = (404, b'{"code": 20404, "message": "not found", "status": 404}')
-            status, body = answer
-            try:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-            except OSError:
-                pass  # the client gave up (the timeout test): nothing to tell it
+            answer_json(self, *answer)  # the client may have given up (the timeout test)
 
         def log_message(self, *args):
             pass
