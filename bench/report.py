@@ -120,7 +120,8 @@ class Page:
         for database in ("sqlite", "postgresql"):
             r = next((r for r in drain.get(database, {}).get("runs", []) if r["transport"] == "file"), None)
             if r and r["per_second"] < TARGETS[f"drain_{database}"]:
-                out.append(self.drain_gap(database, r, drain[database].get("profile")))
+                null = next((x for x in drain[database]["runs"] if x["transport"] == "null"), None)
+                out.append(self.drain_gap(database, r, drain[database].get("profile"), null))
         provider = self.w.get("provider", {})
         short = [r for r in provider.get("runs", []) if r["of_bound"] < TARGETS["provider"]]
         if short:
@@ -171,7 +172,7 @@ class Page:
                      + ", turning each row's values into parameters.")
         return text
 
-    def drain_gap(self, database: str, r: dict, p: dict | None) -> str:
+    def drain_gap(self, database: str, r: dict, p: dict | None, null: dict | None) -> str:
         label = "SQLite" if database == "sqlite" else "PostgreSQL"
         cores = r["cpu_ms_per_message"] * r["per_second"] / 1000
         text = (f"Drain on {label} at {n(r['per_second'])}/s: {r['cpu_ms_per_message']:.2f} ms of CPU per message at "
@@ -184,9 +185,12 @@ class Page:
                      f"of the working samples, of which each email's Markdown to HTML (markdown_it) "
                      f"{pct(libs.get('markdown_it', 0))}; the fresh read before each group "
                      f"{pct(inclusive.get('dripcare.store.sending.load_group', 0))}; the file transport "
-                     f"{pct(inclusive.get('dripcare.delivery.transports.files.FileTransport.send', 0))} (one append, "
-                     f"under its lock, per message); statements are {p['per_message'].get('statements', 0):g} per "
-                     f"message, so the database is not what holds it.")
+                     f"{pct(inclusive.get('dripcare.delivery.transports.files.FileTransport.send', 0))} (one append "
+                     f"per message, the send threads taking turns at its lock); statements are "
+                     f"{p['per_message'].get('statements', 0):g} per message, so the database is not what holds it.")
+        if null:
+            text += (f" Through the null transport (no provider at all) the same drain went at "
+                     f"{n(null['per_second'])}/s: the transport's turns are waiting, not what holds it either.")
         return text
 
     # -- 1. import ---------------------------------------------------------------------------
