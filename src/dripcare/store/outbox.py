@@ -134,14 +134,19 @@ class Attempt:
     footer: bool
 
 
+def _still_sending(session: Session, ids: list[int]) -> set[int]:
+    """Which of `ids` are still `sending`: a lease sweep may have put one back meanwhile."""
+    return set(session.execute(sa.select(message.c.id).where(
+        message.c.id.in_(ids), message.c.status == S.SENDING)).scalars())
+
+
 def start_attempts(session: Session, attempts: list[Attempt], at: datetime) -> set[int]:
     """The exact text of each attempt stored before the provider is called, in one
     statement for a group; the ids whose row was still this worker's to send."""
     if not attempts:
         return set()
     ids = [a.message_id for a in attempts]
-    still = set(session.execute(sa.select(message.c.id).where(
-        message.c.id.in_(ids), message.c.status == S.SENDING)).scalars())
+    still = _still_sending(session, ids)
     rows = [dict(b_id=a.message_id, b_to=a.to, b_body=a.body, b_subject=a.subject, b_html=a.html,
                  b_footer=a.footer) for a in attempts if a.message_id in still]
     if rows:
@@ -160,8 +165,7 @@ def mark_sent(session: Session, sends: list[tuple[int, str, datetime]]) -> int:
     if not sends:
         return 0
     ids = [i for i, _, _ in sends]
-    still = set(session.execute(sa.select(message.c.id).where(
-        message.c.id.in_(ids), message.c.status == S.SENDING)).scalars())
+    still = _still_sending(session, ids)
     rows = [dict(b_id=i, b_provider=p, b_at=at) for i, p, at in sends if i in still]
     if rows:
         session.execute(sa.update(message).where(message.c.id == sa.bindparam("b_id"))
@@ -211,8 +215,7 @@ def keep_back(session: Session, verdicts: list[KeptBack]) -> int:
     daily cap, in quiet hours); only rows still this worker's to send."""
     if not verdicts:
         return 0
-    still = set(session.execute(sa.select(message.c.id).where(
-        message.c.id.in_([v.message_id for v in verdicts]), message.c.status == S.SENDING)).scalars())
+    still = _still_sending(session, [v.message_id for v in verdicts])
     chosen = [v for v in verdicts if v.message_id in still]
     row = message.c.id == sa.bindparam("b_id")
     common = dict(reason=sa.bindparam("b_reason"), updated_at=sa.bindparam("b_at"), lease_until=None)
