@@ -124,6 +124,21 @@ def test_every_sms_rendering_fits_the_segment_limit_in_gsm7_with_the_footer(ship
     assert rendered > 900
 
 
+@pytest.mark.parametrize("campaign_id", ["ketamine-iv", "esketamine-intranasal"])
+def test_what_to_expect_by_sms_says_blood_pressure_may_rise_in_both_languages(shipped, campaign_id):
+    """Issue 10: an SMS-only patient learns before the first session that blood pressure is
+    watched. Spanish stays GSM-7, so it says "signos vitales" (the email names la presión)."""
+    clinic, campaigns, templates = shipped
+    campaign = campaigns[campaign_id]
+    said = {}
+    for locale in ("en", "es"):
+        _, ctx = sample_contexts(clinic, campaign, campaign.step("what-to-expect"), locale, discreet=(False,),
+                                 filled=(True,))[0]
+        said[locale] = templates.render_sms(campaign_id, "what-to-expect", locale, ctx).text
+    assert "blood pressure" in said["en"], said["en"]
+    assert "signos vitales" in said["es"], said["es"]
+
+
 def test_spanish_keeps_its_accents(shipped):
     _, campaigns, templates = shipped
     campaign = campaigns["ketamine-iv"]
