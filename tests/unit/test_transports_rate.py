@@ -11,6 +11,13 @@ import math
 from dripcare.delivery.rate import JITTER, MARGIN, TOLERANCE, SendRate
 
 
+def acquire(rate: SendRate) -> float:
+    """One slot, waited for, as a sender does: the instant it was given."""
+    slot = rate.reserve(1)[0]
+    rate.wait_until(slot)
+    return slot
+
+
 class FakeTime:
     """A shared clock that only moves when a thread sleeps (never earlier than it asked)."""
 
@@ -45,7 +52,7 @@ def send_from_threads(rate: SendRate, total: int, threads: int = 8) -> list[floa
             with lock:
                 if next(remaining, None) is None:
                     return
-            stamp = rate.acquire()
+            stamp = acquire(rate)
             with lock:
                 stamps.append(stamp)
 
@@ -71,7 +78,7 @@ def test_eight_threads_never_crowd_a_window(per_second, width, most):
 def test_one_sender_is_paced_evenly_just_under_the_rate(per_second, allowed):
     clock = FakeTime()
     rate = SendRate(per_second, now=clock.now, sleep=clock.sleep)
-    stamps = [rate.acquire() for _ in range(100)]
+    stamps = [acquire(rate) for _ in range(100)]
     gaps = {round(b - a, 9) for a, b in zip(stamps, stamps[1:])}
     assert gaps == {round(MARGIN / allowed, 9)}  # evenly spaced: never a burst the provider sees bunched
     assert stamps[-1] == pytest.approx(99 * MARGIN / allowed)  # no slower than the margin asks

@@ -15,6 +15,7 @@ from dripcare.domain.statuses import PENDING, MessageStatus as S
 from dripcare.store import outbox
 from dripcare.domain.campaign import Campaign
 from dripcare.config.clinic import Clinic
+from dripcare.store.bulk import in_slices
 from dripcare.store.consent import in_force_for
 from dripcare.store.models import Enrollment, Message, Patient, TreatmentSession
 from dripcare.domain.planner import (EnrollmentState, PatientState, Planned, RowState, Rules, SessionState,
@@ -43,17 +44,11 @@ def patient_state(patient: Patient, consented: dict[str, bool]) -> PatientState:
                         consented=consented)
 
 
-def _chunks(ids: list[int], size: int = 500):
-    # SQLite allows a bounded number of bound parameters per statement: read in slices.
-    for start in range(0, len(ids), size):
-        yield ids[start:start + size]
-
-
 def enrollment_states(session: Session, patient_ids: list[int],
                       campaigns: dict[str, Campaign]) -> dict[int, list[EnrollmentState]]:
     """Every enrollment of these patients, with its sessions, by patient: two statements a slice."""
     found: dict[int, list[EnrollmentState]] = defaultdict(list)
-    for part in _chunks(patient_ids):
+    for part in in_slices(patient_ids):
         enrollments = session.execute(sa.select(Enrollment.__table__).where(Enrollment.patient_id.in_(part))
                                       .order_by(Enrollment.id)).all()
         sessions: dict[int, list[SessionState]] = defaultdict(list)
@@ -75,7 +70,7 @@ _ROW_COLUMNS = (Message.id, Message.plan_key, Message.patient_id, Message.enroll
 
 def row_states(session: Session, patient_ids: list[int]) -> dict[int, list[RowState]]:
     found: dict[int, list[RowState]] = defaultdict(list)
-    for part in _chunks(patient_ids):
+    for part in in_slices(patient_ids):
         for m in session.execute(sa.select(*_ROW_COLUMNS).where(Message.patient_id.in_(part))):
             found[m.patient_id].append(RowState(
                 id=m.id, key=m.plan_key, enrollment_id=m.enrollment_id, step_id=m.step_id, channel=m.channel,
@@ -97,7 +92,7 @@ def reconcile_patients(session: Session, patients: list[Patient], clinic: Clinic
     ids = [p.id for p in patients]
     # Two processes replanning one patient at once (a STOP arriving while staff reschedule)
     # take turns on PostgreSQL; SQLite's write lock already serialises them.
-    for part in _chunks(sorted(ids)):
+    for part in in_slices(sorted(ids)):
         session.execute(sa.select(Patient.id).where(Patient.id.in_(part)).order_by(Patient.id).with_for_update())
     consented = in_force_for(session, patients)
     enrollments, rows = enrollment_states(session, ids, campaigns), row_states(session, ids)

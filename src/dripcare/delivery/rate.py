@@ -146,12 +146,6 @@ class SendRate:
             return -math.inf
         return self._started[0] + self._window + JITTER
 
-    def acquire(self) -> float:
-        """One slot, waited for: the instant it was given."""
-        slot = self.reserve(1)[0]
-        self.wait_until(slot)
-        return slot
-
 
 class SharedRate(SendRate):
     """Every worker's pacer for one channel, through the `send_rate` row on PostgreSQL."""

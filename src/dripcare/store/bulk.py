@@ -1,4 +1,5 @@
-"""Many rows into one table in one statement, with their ids (an import writes thousands).
+"""Many rows into one table in one statement, with their ids (an import writes thousands),
+and many ids read back in slices that fit one statement.
 
 SQLite runs `INSERT ... RETURNING` with `sort_by_parameter_order` as one statement per row;
 instead, the ids after the largest are named here: every SQLite transaction holds the write
@@ -12,8 +13,19 @@ half of a large import's time on PostgreSQL went there.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+
 import sqlalchemy as sa
 from sqlmodel import Session
+
+IN_LIMIT = 500  # values per IN (...): well inside every SQLite build's limit on bound parameters
+
+
+def in_slices(values: Iterable) -> Iterator[list]:
+    """`values`, each once and in order, in slices of at most IN_LIMIT for `IN (...)`."""
+    values = list(dict.fromkeys(values))
+    for start in range(0, len(values), IN_LIMIT):
+        yield values[start:start + IN_LIMIT]
 
 
 def insert_with_ids(session: Session, table: sa.Table, rows: list[dict]) -> list[int]:

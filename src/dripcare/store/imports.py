@@ -6,15 +6,15 @@ of statements per file, never one per row, so a 12,000-row export reads in momen
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 from sqlmodel import Session
 
+from dripcare.store.bulk import in_slices
 from dripcare.store.models import Consent, Enrollment, Patient, TreatmentSession
 
-CHUNK = 500  # ids per IN (...): well inside every SQLite build's limit on parameters
 
 
 @dataclass
@@ -30,15 +30,9 @@ class Booked:
     consent: dict[tuple[int, str, str], bool] = field(default_factory=dict)
 
 
-def _chunks(values: Iterable) -> Iterator[list]:
-    values = list(dict.fromkeys(values))
-    for start in range(0, len(values), CHUNK):
-        yield values[start:start + CHUNK]
-
-
 def load(session: Session, mrns: Iterable[str], appointments: Iterable[str]) -> Booked:
     booked = Booked()
-    for chunk in _chunks(mrns):
+    for chunk in in_slices(mrns):
         booked.patients.update((p.external_id, p) for p in session.execute(
             sa.select(Patient).where(Patient.external_id.in_(chunk))).scalars())
     patient_ids = [p.id for p in booked.patients.values()]
@@ -62,7 +56,7 @@ def _load_enrollments(session: Session, booked: Booked, query) -> None:
 
 
 def _load_sessions(session: Session, booked: Booked, enrollment_ids: list[int]) -> None:
-    for chunk in _chunks(enrollment_ids):
+    for chunk in in_slices(enrollment_ids):
         for s in session.execute(sa.select(TreatmentSession).where(TreatmentSession.enrollment_id.in_(chunk))
                                  .order_by(TreatmentSession.starts_at, TreatmentSession.id)).scalars():
             booked.sessions.setdefault(s.enrollment_id, []).append(s)
@@ -74,17 +68,17 @@ def _load_appointments(session: Session, booked: Booked, appointments: Iterable[
     """Sessions the file names by appointment id that are not its patients' (another
     patient's, or a patient the file does not name by MRN): the rows are checked against them."""
     missing = [a for a in appointments if a not in booked.by_appointment]
-    for chunk in _chunks(missing):
+    for chunk in in_slices(missing):
         for s in session.execute(sa.select(TreatmentSession).where(TreatmentSession.external_id.in_(chunk))).scalars():
             booked.by_appointment[s.external_id] = s
     unknown = {s.enrollment_id for s in booked.by_appointment.values()} - set(booked.enrollment)
-    for chunk in _chunks(unknown):
+    for chunk in in_slices(unknown):
         for e in session.execute(sa.select(Enrollment).where(Enrollment.id.in_(chunk))).scalars():
             booked.enrollment[e.id] = e
 
 
 def _load_consent(session: Session, booked: Booked, patient_ids: list[int]) -> None:
-    for chunk in _chunks(patient_ids):
+    for chunk in in_slices(patient_ids):
         # Append-only: the row written last wins, whatever clock stamped it.
         latest = (sa.select(sa.func.max(Consent.id).label("id")).where(Consent.patient_id.in_(chunk))
                   .group_by(Consent.patient_id, Consent.channel, Consent.contact).subquery())
