@@ -8,7 +8,6 @@ from datetime import datetime
 from dripcare.store import channels
 from dripcare.store.db import transaction
 
-CHANNELS = ("sms", "email")
 
 
 def pause(engine, channel: str, reason: str, now: datetime) -> None:

@@ -6,7 +6,7 @@ and carriers all record consent here, so the same rules hold whoever asks.
 - A re-grant of SMS (after STOP, a new number, a carrier opt-out) makes the next SMS of
   every enrollment carry the footer again (SPEC 3.2).
 
-The caller replans the patient in the same transaction (`Runtime.change` does).
+The caller replans the patient in the same transaction (`app.patients.change` does).
 """
 
 from __future__ import annotations

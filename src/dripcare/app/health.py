@@ -8,8 +8,7 @@ from dataclasses import dataclass
 
 from sqlmodel import Session
 
-from dripcare.app.workers import HEARTBEATS_ALLOWED
-from dripcare.app.workers import heartbeat_age
+from dripcare.app.workers import stale_after, youngest_age
 from dripcare.store import channels
 
 
@@ -23,13 +22,13 @@ def health(rt) -> Health:
     """Raises whatever the database driver raises when the database does not answer."""
     with Session(rt.engine) as session:
         paused = sorted(channels.paused_channels(session, rt.clock.now()))
-    return Health(heartbeat_age(rt), paused)
+        return Health(youngest_age(session), paused)
 
 
 def worker_limit(dispatch_interval: float) -> float:
-    return HEARTBEATS_ALLOWED * dispatch_interval
+    return stale_after(dispatch_interval).total_seconds()
 
 
 def worker_fresh(age: float | None, dispatch_interval: float) -> bool:
-    """A heartbeat younger than 3 dispatch intervals; an age below zero is never fresh."""
-    return age is not None and 0 <= age < worker_limit(dispatch_interval)
+    """The youngest heartbeat (never one from the future: `youngest_age`) within the limit."""
+    return age is not None and age < worker_limit(dispatch_interval)

@@ -10,7 +10,7 @@ from datetime import date, datetime, time, timedelta
 
 from sqlmodel import Session
 
-from dripcare.domain.contacts import CONSENT_SOURCES as SOURCES
+from dripcare.domain.contacts import CHANNELS, CONSENT_SOURCES as SOURCES
 from dripcare.domain.inputs import BadInput
 from dripcare.domain.statuses import NOT_DELIVERED, REPORTED, MessageStatus as S
 from dripcare.domain.timing import resolve_wall, zone
@@ -21,7 +21,6 @@ from dripcare.store import reports
 PLANNED = (S.SCHEDULED, S.SENDING, S.UNCONFIRMED)
 COLUMNS = ("planned", *(str(s) for s in REPORTED))
 REPLY_KINDS = ("opt_out", "opt_in", "help", "crisis", "reply")
-CHANNELS = ("sms", "email")
 DEFAULT_WINDOW = timedelta(days=30)
 DAYS_AT_MOST = 62  # a longer window counts opt-outs by week, so a chart stays readable
 DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")

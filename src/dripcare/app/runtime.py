@@ -23,7 +23,7 @@ from dripcare.delivery.rate import Pacer, SendRate, SharedRate
 from dripcare.delivery.templates import Templates
 from dripcare.domain.campaign import Campaign
 from dripcare.domain.discreet import SensitiveTerms
-from dripcare.store.db import ensure_schema, make_engine, transaction
+from dripcare.store.db import ensure_schema, make_engine
 from dripcare.store.models import Patient
 
 
@@ -65,17 +65,6 @@ class Runtime:
                     now: datetime | None = None) -> Changes:
         return reconcile_patients(session, patients, self.clinic, self.campaigns, now or self.clock.now(), by)
 
-    def change(self, patient_ref: str | int, by: str | None, act: Callable[[Session, Patient, datetime], object]):
-        """Find the patient, apply `act`, replan, commit: all or nothing, at one instant
-        (a step due at the change itself is planned at it, not a moment later)."""
-        from dripcare.app.patients import find_patient
-
-        now = self.clock.now()
-        with transaction(self.engine) as session:
-            patient = find_patient(session, patient_ref)
-            result = act(session, patient, now)
-            self.replan(session, patient, by, now)
-            return result
 
 
 def open_database(settings: Settings, *, check: bool = True) -> tuple[Engine, Clock]:

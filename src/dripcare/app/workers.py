@@ -91,7 +91,7 @@ def workers_shown(engine, interval: float, now: datetime | None = None) -> list[
     shown = []
     for w in rows:
         age = (now - w.heartbeat_at).total_seconds()
-        running = w.stopped_at is None and timedelta(0) <= now - w.heartbeat_at < limit
+        running = workers.is_alive(w, now, limit)
         shown.append({"id": w.id, "hostname": w.hostname, "pid": w.pid, "started_at": w.started_at,
                       "state": "running" if running else "stopped",
                       "stopped": None if running else ("cleanly" if w.stopped_at else "no heartbeat"),
@@ -103,9 +103,9 @@ def workers_shown(engine, interval: float, now: datetime | None = None) -> list[
 
 # --- the database refusing writes ------------------------------------------------------------
 
-def database_trouble(error: BaseException) -> str | None:
-    """Why the database refused (read-only, disk full, locked, unreachable), or None."""
-    return write_failure(error)
+# Why the database refused (read-only, disk full, locked, unreachable), or None: the
+# store's reading, named here for the worker, which reads no store module itself.
+database_trouble = write_failure
 
 
 class DatabaseWatch:

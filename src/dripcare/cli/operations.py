@@ -155,10 +155,11 @@ def _channel_command(pause: bool):
                 by: Optional[str] = typer.Option(None, "--by", metavar="NAME",
                                                  help="Who did it (default: your login name).")):
         from dripcare.app import channels
+        from dripcare.domain.contacts import CHANNELS
         from dripcare.cli.common import who
         from dripcare.domain.inputs import choice
 
-        name = choice(channel, channels.CHANNELS, "channel")
+        name = choice(channel, CHANNELS, "channel")
         _checked("database_url", "clock")
         engine, clock = database()
         if pause:

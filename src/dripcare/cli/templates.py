@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from dripcare.domain.campaign import CHANNELS
+from dripcare.domain.contacts import CHANNELS
 from dripcare.delivery.template_check import MODALITIES, check_templates, sample_contexts
 from dripcare.delivery.templates import Templates, TemplateError
 from dripcare.cli.common import clinic_and_campaigns, console, fail, settings

@@ -8,7 +8,8 @@ from datetime import timedelta
 from pathlib import Path
 
 from dripcare.config.clinic import Clinic, ConfigError, read_toml
-from dripcare.domain.campaign import ANCHORS, CHANNELS, Campaign, Step
+from dripcare.domain.campaign import ANCHORS, Campaign, Step
+from dripcare.domain.contacts import CHANNELS
 from dripcare.domain.timing import parse_hhmm, parse_offset
 
 TEMPLATE_SUFFIX = {"sms": ".sms.j2", "email": ".email.md.j2"}

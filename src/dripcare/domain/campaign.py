@@ -8,7 +8,6 @@ from datetime import time, timedelta
 from dripcare.domain.timing import Offset
 
 ANCHORS = ("enrollment", "first_session", "each_session", "last_session")
-CHANNELS = ("sms", "email")
 
 
 @dataclass(frozen=True)

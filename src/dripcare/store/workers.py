@@ -39,9 +39,15 @@ def listed(session: Session) -> list[Worker]:
     return session.execute(sa.select(Worker).order_by(Worker.heartbeat_at.desc())).scalars().all()
 
 
+def is_alive(w: Worker, real_now: datetime, stale_after: timedelta) -> bool:
+    """Not stopped, and its heartbeat fresh; an age below zero (a heartbeat from the
+    future) is never fresh."""
+    return w.stopped_at is None and timedelta(0) <= real_now - w.heartbeat_at < stale_after
+
+
 def alive(session: Session, real_now: datetime, stale_after: timedelta) -> list[Worker]:
-    """Running workers whose heartbeat is fresh; an age below zero is never fresh."""
-    return [w for w in running(session) if timedelta(0) <= real_now - w.heartbeat_at < stale_after]
+    """Running workers whose heartbeat is fresh."""
+    return [w for w in running(session) if is_alive(w, real_now, stale_after)]
 
 
 def forget_gone(session: Session, real_now: datetime) -> int:
