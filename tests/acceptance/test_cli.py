@@ -285,9 +285,9 @@ def test_session_complete_and_no_show(cli):
     ok(cli("session", "no-show", str(sid[1]), env=started))
     rows = timeline(cli)
     assert {r["reason"] for r in find(rows, session_id=sid[1]) if r["status"] == "cancelled"} == {"no_show"}
-    ok(cli("session", "complete", str(sid[0])))
+    ok(cli("session", "complete", str(sid[0]), env=started))  # session 1 began on the 8th
     assert sessions(cli)[0]["status"] == "completed"
-    one_line(cli("session", "cancel", str(sid[0])))  # already completed
+    one_line(cli("session", "cancel", str(sid[0]), env=started))  # already completed
 
 
 def test_enrollment_pause_resume_withdraw(cli):

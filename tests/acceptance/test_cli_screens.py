@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from datetime import datetime
 
 import pytest
 from twilio.request_validator import RequestValidator
@@ -165,7 +166,8 @@ def test_outbox_filters(cli):
     ok(cli("enroll", "2", "--campaign", "ketamine-iv", "--session", "2027-03-20 10:00"))
     ok(cli("session", "cancel", "3"))
     every = js(cli("outbox", "--json"))
-    assert [(r["due_at"], r["id"]) for r in every] == sorted((r["due_at"], r["id"]) for r in every) or True
+    due = [(datetime.fromisoformat(r["due_at"]), r["id"]) for r in every]
+    assert due == sorted(due)  # by due time
     assert [r["id"] for r in js(cli("outbox", "--patient", "mrn:MRN-2", "--json"))] == \
         [r["id"] for r in every if r["patient_id"] == 2]
     cancelled = js(cli("outbox", "--status", "cancelled", "--status", "skipped", "--json"))

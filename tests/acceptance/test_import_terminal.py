@@ -50,7 +50,7 @@ def test_a_large_import_shows_a_progress_bar_on_a_terminal_and_nothing_extra_whe
     code, screen = on_a_terminal(env, tmp_path, "import", "big.csv", "--dry-run")
     assert code == 0, screen
     plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen)  # the terminal's control sequences
-    assert re.search(r"checking .*\d+/360", plain) and re.search(r"importing|checking", plain)
+    assert re.search(r"checking .*\d+/360", plain)
     assert "would import 60 patients added" in plain
     code, screen = on_a_terminal(env, tmp_path, "import", "big.csv")
     plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen)

@@ -21,7 +21,7 @@ def test_gunicorn_runs_as_configured_and_logs_no_patient_traces(clinic_dir, tmp_
     try:
         assert wait_for(web.up, limit=30), web.log()
         assert web.get("/healthz").json()["database"] == "ok"
-        assert web.get(f"/u/{token}?utm_source=email").status_code in (200, 404)
+        assert web.get(f"/u/{token}?utm_source=email").status_code == 404  # signed, but no patient 7
         unsigned = requests.post(f"{web.url}/twilio/status?m=4242", data={"MessageStatus": "delivered"}, timeout=5)
         assert unsigned.status_code == 403
     finally:
