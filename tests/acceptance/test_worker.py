@@ -122,9 +122,10 @@ def test_status_shows_queue_workers_and_failures(cli):
         "email": {"configured_per_second": 5.0, "sent_last_minute": 0, "achieved_per_second": 0}}
     text = cli("status", env={"DRIPCARE_SMS_RATE": "3"}).out
     assert "workers: 0 running, 0 stopped" in text and "send rate sms: 3/s configured" in text
-    result = cli("channel", "pause", "sms", "--reason", "carrier maintenance")
+    result = cli("channel", "pause", "sms", "--reason", "carrier maintenance [sms] [/x]")
     assert result.code == 0
-    assert "carrier maintenance" in cli("status").out
+    shown = cli("status")  # staff's words and file errors are shown as written, never read as markup
+    assert shown.code == 0 and "carrier maintenance [sms] [/x]" in " ".join(shown.out.split())
     assert cli("channel", "resume", "sms").code == 0
     assert "paused" not in cli("status").out
     assert "was not paused; nothing changed" in cli("channel", "resume", "sms").out

@@ -646,6 +646,14 @@ def test_cli_preview_follows_the_modality(cli):
     iv = cli("templates", "preview", "--campaign", "ketamine-iv", "--step", "what-to-expect", "--channel", "sms")
     assert im.code == iv.code == 0
     assert "injection" in im.out and "IV infusion" in iv.out
+    # The vocabulary enroll and import take, in any case; anything else one line, exit 1.
+    upper = cli("templates", "preview", "--campaign", "ketamine-iv", "--step", "what-to-expect", "--channel", "sms",
+                "--modality", "IM")
+    assert upper.code == 0 and upper.out == im.out
+    bogus = cli("templates", "preview", "--campaign", "ketamine-iv", "--step", "what-to-expect", "--modality", "iv drip")
+    assert bogus.code == 1 and bogus.out == ""
+    assert bogus.err.strip().splitlines() == ["error: --modality 'iv drip' is not one of iv, im, intranasal, "
+                                              "sublingual, oral"]
 
 
 def test_cli_preview_shows_an_email(cli):

@@ -12,8 +12,8 @@ from rich.table import Table
 from dripcare.app import workers
 from dripcare.config.logs import counts_text
 from dripcare.config.settings import SENDING, Settings, SettingsError
-from dripcare.cli.common import (clinic_files_present, console, database, err_console, fail, iso, print_json,
-                                 runtime, settings)
+from dripcare.cli.common import (clinic_files_present, console, database, fail, iso, print_json,
+                                 runtime, say, settings)
 
 channel_app = typer.Typer(help="Pause or resume a channel for every worker.", no_args_is_help=True)
 STATUS_SETTINGS = ("database_url", "clock", "dispatch_interval", "sms_rate", "email_rate")
@@ -26,9 +26,7 @@ def _checked(*names: str) -> Settings:
     try:
         s.validate(*names)
     except SettingsError as error:
-        for line in error.lines:
-            err_console.print(f"error: {line}", markup=False, soft_wrap=True)
-        sys.exit(1)
+        fail("\n".join(error.lines))
     return s
 
 
@@ -108,31 +106,31 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print one JSON do
 
 
 def _print_status(snap: dict) -> None:
-    console.print(f"clock: {snap['clock']}" + (f", now {iso(snap['now'])}" if snap["simulated_clock"] else ""))
+    say(f"clock: {snap['clock']}" + (f", now {iso(snap['now'])}" if snap["simulated_clock"] else ""))
     _print_workers(snap["workers"])
     for channel, rate in snap["send_rates"].items():
-        console.print(f"send rate {channel}: {rate['configured_per_second']:g}/s configured for the deployment; "
+        say(f"send rate {channel}: {rate['configured_per_second']:g}/s configured for the deployment; "
                       f"{rate['sent_last_minute']} sent in the last minute ({rate['achieved_per_second']:g}/s)")
     q = snap["queue"]
-    console.print("queue: " + (", ".join(f"{n} {s}" for s, n in sorted(q["by_status"].items())) or "empty")
+    say("queue: " + (", ".join(f"{n} {s}" for s, n in sorted(q["by_status"].items())) or "empty")
                   + f"; due now: {q['due_now']}")
     if q["oldest_overdue"]:
         o = q["oldest_overdue"]
-        console.print(f"oldest overdue: message {o['id']}, due {iso(o['due_at'])} ({o['minutes']} min ago)")
+        say(f"oldest overdue: message {o['id']}, due {iso(o['due_at'])} ({o['minutes']} min ago)")
     for channel, p in snap["paused_channels"].items():
-        console.print(f"paused: {channel} since {iso(p['since'])} until {iso(p['until']) or 'resumed by hand'}: {p['reason']}")
+        say(f"paused: {channel} since {iso(p['since'])} until {iso(p['until']) or 'resumed by hand'}: {p['reason']}")
     if snap["failures"]:
-        console.print("failures: " + ", ".join(f"{n} {r}" for r, n in sorted(snap["failures"].items())))
+        say("failures: " + ", ".join(f"{n} {r}" for r, n in sorted(snap["failures"].items())))
     if snap["carrier_filtered_30007"]:
-        console.print(f"carrier filtering (twilio 30007): {snap['carrier_filtered_30007']}")
+        say(f"carrier filtering (twilio 30007): {snap['carrier_filtered_30007']}")
     for name, error in snap["campaign_errors"].items():
-        console.print(f"clinic file {name}: last change refused, the last good version is in use: {error}")
+        say(f"clinic file {name}: last change refused, the last good version is in use: {error}")
 
 
 def _print_workers(shown: list[dict]) -> None:
     running = [w for w in shown if w["state"] == "running"]
     stopped = [w for w in shown if w["state"] != "running"]
-    console.print(f"workers: {len(running)} running, {len(stopped)} stopped")
+    say(f"workers: {len(running)} running, {len(stopped)} stopped")
     if not shown:
         return
     table = Table("worker", "state", "heartbeat")
@@ -145,7 +143,7 @@ def _print_workers(shown: list[dict]) -> None:
             table.add_row(w["id"], "stopped", f"no heartbeat since {iso(w['last_heartbeat_at'])}")
     console.print(table)
     if len(stopped) > STOPPED_SHOWN:
-        console.print(f"... and {len(stopped) - STOPPED_SHOWN} more stopped (rows are removed after 7 days)")
+        say(f"... and {len(stopped) - STOPPED_SHOWN} more stopped (rows are removed after 7 days)")
 
 
 def _channel_command(pause: bool):

@@ -4,7 +4,6 @@ and message history, for a records request)."""
 
 from __future__ import annotations
 
-import sys
 import textwrap
 from datetime import datetime
 from pathlib import Path
@@ -15,7 +14,7 @@ import typer
 from dripcare.app import audit as audits
 from dripcare.app import importer, pages
 from dripcare.app import report as reporting
-from dripcare.cli.common import console, err_console, print_json, progress_bar, runtime, say, table, who
+from dripcare.cli.common import console, fail, print_json, progress_bar, runtime, say, table, who
 from dripcare.cli.patients import PATIENT_HELP
 from dripcare.config.logs import counts_text
 from dripcare.domain.timing import zone
@@ -75,10 +74,7 @@ def import_csv(
     try:
         outcome = importer.import_file(rt, Path(file), by=who(by), dry_run=dry_run, progress=bar)
     except importer.BadRows as error:
-        for line in error.lines:
-            err_console.print(f"error: {line}", markup=False, soft_wrap=True)
-        err_console.print(f"error: {error}", markup=False, soft_wrap=True)
-        sys.exit(1)
+        fail("\n".join([*error.lines, str(error)]))
     finally:
         if bar is not None:
             bar.close()

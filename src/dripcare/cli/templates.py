@@ -6,6 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from dripcare.domain import inputs
 from dripcare.domain.contacts import CHANNELS
 from dripcare.delivery.template_check import MODALITIES, check_templates, sample_contexts
 from dripcare.delivery.templates import Templates, TemplateError
@@ -66,8 +67,7 @@ def preview(
         fail(f"--channel {channel!r} is not sms or email")
     if channel is not None and channel not in the_step.channels:
         fail(f"step {step!r} does not send by {channel}; it uses {', '.join(the_step.channels)}")
-    if modality is not None and modality not in MODALITIES:
-        fail(f"--modality {modality!r} is not one of {', '.join(MODALITIES)}")
+    modality = inputs.modality(modality)  # the same vocabulary, any case, as enroll and import
     locale = locale or clinic.locale
     label, context = sample_contexts(clinic, found, the_step, locale, discreet=(discreet,), filled=(True,),
                                      modalities=(modality,))[0]

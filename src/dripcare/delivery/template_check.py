@@ -25,6 +25,7 @@ from dripcare.config.clinic import SMS_TEXTS, Clinic
 from dripcare.config.terms import TERMS_FILE, load_sensitive_terms
 from dripcare.delivery.templates import (EMAIL_LAYOUT, GSM7, PatientFacts, SessionFacts, TemplateError, Templates,
                                          build_context, missing_instruction, sms_segments, template_name)
+from dripcare.domain import inputs
 from dripcare.domain.campaign import Campaign, Step
 from dripcare.domain.discreet import SensitiveTerms
 from dripcare.domain.timing import apply_offset, resolve_wall, zone
@@ -36,13 +37,12 @@ _SAMPLE_DAYS = (0, 2, 4, 7, 9, 11)  # Mon/Wed/Fri over two weeks
 SAMPLE_FIRST_NAME, SAMPLE_PREFERRED_NAME = "Bartholomew", "Maximiliano"
 SAMPLE_LOCATION = "Suite 210, Riverbend Medical Building, 100 River Road NW"
 # What staff pass to --modality (docs/writing-messages.md): every one is rendered.
-MODALITIES = {
-    "iv": "IV infusion in the clinic",
-    "im": "intramuscular injection in the clinic",
-    "intranasal": "esketamine nasal spray in the clinic",
-    "sublingual": "lozenge under the tongue, at home",
-    "oral": "lozenge or tablet by mouth, at home",
-}
+MODALITIES = dict(zip(inputs.MODALITIES, (  # the vocabulary staff may enter, each described
+    "IV infusion in the clinic",
+    "intramuscular injection in the clinic",
+    "esketamine nasal spray in the clinic",
+    "lozenge under the tongue, at home",
+    "lozenge or tablet by mouth, at home"), strict=True))
 # A lock screen or an inbox list shows about this much of an email's first lines.
 EMAIL_OPENING = 200
 
