@@ -4,6 +4,7 @@ nothing written; usage errors exit 2; enroll -> reschedule -> cancel -> timeline
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sqlite3
 from datetime import datetime, timezone
@@ -275,6 +276,21 @@ def test_enroll_reschedule_cancel_timeline(cli):
     assert [r["id"] for r in out] == [r["id"] for r in rows]
     assert [r["id"] for r in js(cli("outbox", "--status", "cancelled", "--json"))] == \
         [r["id"] for r in rows if r["status"] == "cancelled"]
+
+
+def test_a_second_enrollment_numbers_its_sessions_on_from_the_first_everywhere(cli):
+    """One course numbering: `patient show` (text and JSON) and `timeline`."""
+    add_patient(cli)
+    enroll_six(cli)
+    ok(cli("enroll", "1", "--campaign", "esketamine-intranasal", "--session", "2027-04-20 10:00"))
+    numbers = [s["number"] for s in sessions(cli)]
+    assert numbers == list(range(1, 8))
+    later = sessions(cli)[-1]
+    text = cli("patient", "show", "1").out
+    assert re.search(rf"^7 +{later['id']} ", text, re.M), text
+    shown = cli("timeline", "1").out
+    assert re.search(rf"^7 +{later['id']} ", shown, re.M)  # the sessions above the messages
+    assert re.search(r"prep-week +(sms|email) +7 ", shown)  # and the message's session column
 
 
 def test_session_complete_and_no_show(cli):

@@ -170,9 +170,8 @@ def read_course(rt, patient_ref: str | int) -> Course:
     """The patient's course as `dripcare timeline` shows it (app/timelines.py), to draw."""
     view = timelines.timeline(rt, patient_ref)
     p = view.patient
-    sessions = [Booked(n, s["id"], e["campaign"], s["starts_at"], s["duration_minutes"], s["status"],
-                       s["external_id"])
-                for n, (e, s) in enumerate(((e, s) for e in view.course for s in e["sessions"]), 1)]
+    sessions = [Booked(s["number"], s["id"], e["campaign"], s["starts_at"], s["duration_minutes"], s["status"],
+                       s["external_id"]) for e in view.course for s in e["sessions"]]
     marks = [Mark(n, r.message.id, r.message.step_id, r.message.channel, r.message.status, r.why,
                   _moment(r.message), r.message.sent_at is not None, r.session_number)
              for n, r in enumerate(view.rows, 1)]

@@ -212,13 +212,17 @@ def patient_document(rt, ref: str | int) -> dict:
 
 
 def course_of(session: Session, patient_id: int) -> list[dict]:
-    """The patient's enrollments, each with its sessions numbered in the order they take place."""
-    result = []
+    """The patient's enrollments, each with its sessions, numbered through the whole course
+    in the order they are listed: the one numbering `patient show`, `timeline` and the
+    page all give (a second enrollment's sessions go on from the first's)."""
+    result, n = [], 0
     for e in patient_rows.enrollments_of(session, patient_id):
-        sessions = [{"id": s.id, "number": n, "starts_at": s.starts_at, "status": s.status,
-                     "duration_minutes": s.duration_minutes, "modality": s.modality, "location": s.location,
-                     "external_id": s.external_id}
-                    for n, s in enumerate(patient_rows.sessions_of(session, e.id), 1)]
+        sessions = []
+        for s in patient_rows.sessions_of(session, e.id):
+            n += 1
+            sessions.append({"id": s.id, "number": n, "starts_at": s.starts_at, "status": s.status,
+                             "duration_minutes": s.duration_minutes, "modality": s.modality, "location": s.location,
+                             "external_id": s.external_id})
         result.append({"id": e.id, "campaign": e.campaign_id, "status": e.status, "enrolled_at": e.enrolled_at,
                        "completed_at": e.completed_at, "sessions": sessions})
     return result

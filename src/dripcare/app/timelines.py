@@ -65,9 +65,8 @@ def timeline(rt, ref: str | int) -> Timeline:
         messages = outbox.of_patient(session, patient.id)
         notes = channel_notes(rt, session, patient, outbox.briefs_of_patient(session, patient.id), now)
         person = document(patient, current_consent(session, patient))
-    numbers, steps = {}, {}
-    for n, s in enumerate((s for e in course for s in e["sessions"]), 1):
-        numbers[s["id"]] = n
+    numbers = {s["id"]: s["number"] for e in course for s in e["sessions"]}
+    steps = {}
     for e in course:
         campaign = rt.campaigns.get(e["campaign"])
         steps.update({(e["id"], step.id): step for step in (campaign.steps if campaign else ())})

@@ -59,9 +59,8 @@ def contact_lines(d: dict) -> list[str]:
     return lines
 
 
-def print_course(course: list[dict], tz: str, number_from: int = 1) -> None:
-    """Each enrollment, then its sessions numbered as the timeline numbers them."""
-    n = number_from
+def print_course(course: list[dict], tz: str) -> None:
+    """Each enrollment, then its sessions, with the course's numbers (`app.patients.course_of`)."""
     for e in course:
         say(f"enrollment {e['id']}: {e['campaign']}, {e['status']}, enrolled {local(e['enrolled_at'], tz)}")
         if not e["sessions"]:
@@ -69,9 +68,8 @@ def print_course(course: list[dict], tz: str, number_from: int = 1) -> None:
             continue
         grid = table("#", "session", "starts (patient's time)", "status", "appointment")
         for s in e["sessions"]:
-            grid.add_row(str(n), str(s["id"]), local(s["starts_at"], tz), s["status"].replace("_", "-"),
+            grid.add_row(str(s["number"]), str(s["id"]), local(s["starts_at"], tz), s["status"].replace("_", "-"),
                          s["external_id"] or "")
-            n += 1
         console.print(grid)
 
 
