@@ -166,9 +166,8 @@ def _moment(m) -> datetime:
     return m.next_attempt_at if m.status == S.SCHEDULED and m.next_attempt_at else m.due_at
 
 
-def read_course(rt, patient_ref: str | int) -> Course:
+def course_of_view(view: timelines.Timeline) -> Course:
     """The patient's course as `dripcare timeline` shows it (app/timelines.py), to draw."""
-    view = timelines.timeline(rt, patient_ref)
     p = view.patient
     sessions = [Booked(s["number"], s["id"], e["campaign"], s["starts_at"], s["duration_minutes"], s["status"],
                        s["external_id"]) for e in view.course for s in e["sessions"]]
@@ -179,9 +178,9 @@ def read_course(rt, patient_ref: str | int) -> Course:
                   sessions, marks, list(view.notes))
 
 
-def timeline_page(rt, patient_ref: str | int) -> str:
+def timeline_page(view: timelines.Timeline) -> str:
     """`dripcare timeline PATIENT --html FILE`: the patient's course as a picture."""
-    return draw_course(read_course(rt, patient_ref))
+    return draw_course(course_of_view(view))
 
 
 def draw_course(course: Course) -> str:

@@ -8,8 +8,8 @@ from typing import Optional
 import typer
 
 from dripcare.app import messages as staff_messages
-from dripcare.app import timelines, wording
-from dripcare.cli.common import (By, Json, console, fail, iso, print_json, progress_bar, runtime, say, stream_json,
+from dripcare.app import pages, timelines, wording
+from dripcare.cli.common import (By, Json, console, iso, print_json, progress_bar, runtime, say, stream_json,
                                  table, who)
 from dripcare.cli.patients import PATIENT_HELP, contact_lines, print_course, who_line
 from dripcare.config.logs import counts_text
@@ -43,9 +43,9 @@ def timeline(
 ):
     """Every message of one patient, planned and past, in the patient's time, with why."""
     rt = runtime()
-    if html is not None:
-        _write_page(rt, patient, html)
     view = timelines.timeline(rt, patient)
+    if html is not None:  # before any output: a page that cannot be written is one line, exit 1
+        pages.write_page(html, pages.timeline_page(view))
     tz = view.patient["timezone"]
     if as_json:
         print_json([message_json(r.message, tz) for r in view.rows])
@@ -68,16 +68,6 @@ def timeline(
         say(f"note: {note}")
     if html is not None:
         say(f"wrote {html}")
-
-
-def _write_page(rt, patient: str, path: Path) -> None:
-    from dripcare.app.pages import timeline_page  # the page builder loads only for --html
-
-    page = timeline_page(rt, patient)
-    try:
-        path.write_text(page, encoding="utf-8")
-    except OSError as error:
-        fail(f"cannot write --html {str(path)!r}: {error.strerror}")
 
 
 def _legend(keys: set[str]) -> None:
