@@ -114,7 +114,8 @@ def outbox(
         say("no messages")
         return
     console.print(grid)
-    total = staff_messages.outbox_count(rt, chosen)
+    # Fewer rows than asked for are all there are: only a full page needs the count.
+    total = staff_messages.outbox_count(rt, chosen) if shown == most else shown
     if total > shown:
         say(f"and {total - shown} more not shown ({total} in all); narrow with --status, --patient, --campaign, "
             f"--since or --until, or show more with --limit")

@@ -302,8 +302,3 @@ def read(text: str) -> Reading:
     if word in HELP_KEYWORDS:
         return Reading("help")
     return Reading("reply")
-
-
-def classify(text: str) -> str:
-    """One of TAKEN_AS (`read` gives the whole answer)."""
-    return read(text).taken_as
