@@ -24,7 +24,7 @@ from dripcare.config.clock import VirtualClock
 from dripcare.config.settings import Settings
 from dripcare.store.db import make_engine
 from dripcare.store.models import Message, Worker
-from tests.support.fleet import ListingTwilio, environment, run, start, twilio_settings, wait_for
+from tests.support.fleet import ListingTwilio, answers, environment, run, start, twilio_settings, wait_for
 from tests.support.twilio_fakes import AUTH_TOKEN, free_port
 
 NEW_YORK = ZoneInfo("America/New_York")
@@ -115,7 +115,7 @@ def test_changes_landing_while_a_claimed_batch_waits_are_seen_at_the_moment_of_s
         web = start(env, tmp_path, "web", "--host", "127.0.0.1", "--port", str(web_port))
         worker = start(env, tmp_path, "worker")
         try:
-            assert wait_for(lambda: _answers(f"{public}/healthz"), 30), "web process did not start"
+            assert wait_for(lambda: answers(f"{public}/healthz"), 30), "web process did not start"
             assert wait_for(lambda: len(twilio.arrivals) >= 1, 30), "nothing reached the provider"
             with_rows = {m.patient_id: m for m in rows(database)}
             assert sum(m.status == "sending" for m in with_rows.values()) >= 15  # the batch is claimed, waiting
@@ -153,13 +153,6 @@ def _change_patients_16_to_20(env, cwd, public) -> dict[int, datetime]:
         assert process.returncode == 0, err
         done[n] = datetime.now(timezone.utc)
     return done
-
-
-def _answers(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=1).status_code == 200
-    except requests.RequestException:
-        return False
 
 
 def test_a_backlog_at_the_edge_of_quiet_hours_stops_reaching_the_provider_at_their_start(tmp_path, clinic_dir):

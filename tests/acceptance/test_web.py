@@ -7,13 +7,8 @@ from __future__ import annotations
 import html
 import json
 import logging
-import os
 import re
-import signal
-import subprocess
-import sys
 import threading
-import time
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -37,13 +32,12 @@ from dripcare.domain.unsubscribe import make_token
 from dripcare.web import create_app
 
 from tests.conftest import START
-from tests.support.twilio_fakes import free_port
+from tests.support.fleet import Web, environment, wait_for
 
 PUBLIC = "https://care.example.org"
 TWILIO_TOKEN = "test-auth-token"
 SECRET, OLD_SECRET = "current-secret-key", "previous-secret-key"
 PHONE = "+12125550143"
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def web_settings(database_url: str, clinic_dir: Path, **extra: str) -> Settings:
@@ -249,13 +243,6 @@ def test_crisis_gets_the_crisis_reply_at_once_and_is_urgent(rt, engine, site, ca
     logged = [r.getMessage() for r in caplog.records]
     assert f"urgent reply waiting in dripcare inbox: id {rows[0].id}" in logged
     assert not [line for line in logged if PHONE in line or "die" in line or "morir" in line]
-
-
-def wait_for(predicate, seconds=5.0):
-    deadline = time.monotonic() + seconds
-    while not predicate() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    return predicate()
 
 
 def test_an_unknown_number_is_stored_without_a_patient(rt, engine, site):
@@ -540,34 +527,23 @@ def test_every_bad_setting_is_named_at_once(engine, clinic_dir):
         "DRIPCARE_NOW", "DRIPCARE_LOG_FORMAT", "DRIPCARE_DISPATCH_INTERVAL"]
 
 
-def procfile_web_command() -> str:
-    return next(line.split(":", 1)[1].strip() for line in (ROOT / "Procfile").read_text().splitlines()
-                if line.startswith("web:"))
-
-
 @contextmanager
 def procfile_web(tmp_path: Path, settings: dict[str, str]):
-    """The Procfile's web line in a shell, as a platform runs it; its log in a file."""
-    port = free_port()
-    env = {**os.environ, **settings, "PORT": str(port),
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    log_path = tmp_path / "web.log"
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(["bash", "-c", f"exec {procfile_web_command()}"], cwd=tmp_path, env=env,
-                                   stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+    """The Procfile's web line as a platform runs it, from an app folder holding the
+    checkout's Procfile and gunicorn.conf.py (`fleet.Web`); its log in a file."""
+    web = Web(environment(settings["DATABASE_URL"], Path(settings["DRIPCARE_CONFIG_DIR"]).parent, **settings),
+              tmp_path / "app")
     try:
-        yield f"http://127.0.0.1:{port}", log_path, process
+        yield web
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-        process.wait(10)
+        web.stop()
 
 
 def test_the_procfile_web_command_starts_and_answers_healthz(tmp_path, clinic_dir):
     settings = web_settings(f"sqlite:///{tmp_path / 'procfile.db'}", clinic_dir).env
-    with procfile_web(tmp_path, settings) as (url, log_path, _):
-        assert wait_for(lambda: _answers(f"{url}/healthz"), seconds=15), log_path.read_text()
-        assert "/twilio/status and /twilio/inbound (signatures checked for" in log_path.read_text()
+    with procfile_web(tmp_path, settings) as web:
+        assert wait_for(web.up, limit=15), web.log()
+        assert "/twilio/status and /twilio/inbound (signatures checked for" in web.log()
 
 
 def test_gunicorn_on_defaults_answers_health_and_turns_twilio_away(tmp_path, rt, engine, clinic_dir):
@@ -576,14 +552,14 @@ def test_gunicorn_on_defaults_answers_health_and_turns_twilio_away(tmp_path, rt,
                 if key not in ("TWILIO_AUTH_TOKEN", "DRIPCARE_PUBLIC_BASE_URL")}
     patient = enrolled(rt)
     before = snapshot(engine)
-    with procfile_web(tmp_path, settings) as (url, log_path, _):
-        assert wait_for(lambda: _answers(f"{url}/healthz"), seconds=15), log_path.read_text()
-        site = Site(url)
+    with procfile_web(tmp_path, settings) as web:
+        assert wait_for(web.up, limit=15), web.log()
+        site = Site(web.url)
         assert site.text("STOP").status_code == 503
         assert site.callback("delivered", m=first_sms(engine, patient.id).id).status_code == 503
         assert site.get(f"/u/{make_token(patient.id, SECRET)}").status_code == 200
     assert snapshot(engine) == before
-    ours = [line for line in log_path.read_text().splitlines() if " dripcare." in line]
+    ours = [line for line in web.log().splitlines() if " dripcare." in line]
     first = ours[0]
     assert "/twilio/status and /twilio/inbound are off" in first and "503" in first
     assert "TWILIO_AUTH_TOKEN and DRIPCARE_PUBLIC_BASE_URL are not set" in first
@@ -593,22 +569,15 @@ def test_gunicorn_on_defaults_answers_health_and_turns_twilio_away(tmp_path, rt,
 def test_gunicorn_with_bad_settings_names_each_and_stops_without_a_traceback(tmp_path, engine, clinic_dir):
     settings = {**web_settings(str(engine.url), clinic_dir).env, "DRIPCARE_LOG_FORMAT": "xml",
                 "DRIPCARE_DISPATCH_INTERVAL": "soon"}
-    with procfile_web(tmp_path, settings) as (url, log_path, process):
-        assert wait_for(lambda: process.poll() is not None, seconds=20), log_path.read_text()
-        output = log_path.read_text()
-    assert process.returncode != 0
+    with procfile_web(tmp_path, settings) as web:
+        assert wait_for(lambda: web.process.poll() is not None, limit=20), web.log()
+        output = web.log()
+    assert web.process.returncode != 0
     assert "Traceback" not in output
     # One line each (once per gunicorn worker that booted), the variable and what is wrong.
     named = {line.split(": ", 1)[1] for line in output.splitlines()
              if "DRIPCARE_LOG_FORMAT" in line or "DRIPCARE_DISPATCH_INTERVAL" in line}
     assert len(named) == 2 and all("'xml'" in n or "'soon'" in n for n in named), output
-
-
-def _answers(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=1).status_code == 200
-    except requests.RequestException:  # not listening yet, or its worker still booting
-        return False
 
 
 # --- the inbox, and `dripcare web`, through the real CLI ----------------------------------

@@ -93,6 +93,16 @@ def wait_for(predicate, limit: float = 60.0, every: float = 0.1) -> bool:
     return False
 
 
+def answers(url: str) -> bool:
+    """A web process's page answers 200: not while it is not listening yet, or booting."""
+    import requests
+
+    try:
+        return requests.get(url, timeout=5).status_code == 200
+    except requests.RequestException:
+        return False
+
+
 def fresh_postgres(server_url: str) -> str:
     """A new, empty database on the suite's PostgreSQL server (postgres:// as platforms give it)."""
     name = f"t_{uuid.uuid4().hex[:10]}"
@@ -227,12 +237,7 @@ class Web:
         return requests.get(self.url + path, timeout=5, **kwargs)
 
     def up(self) -> bool:
-        import requests
-
-        try:
-            return self.get("/healthz").status_code == 200
-        except requests.RequestException:  # not listening yet, or its workers still booting
-            return False
+        return answers(f"{self.url}/healthz")
 
     def log(self) -> str:
         return self.log_path.read_text()
