@@ -18,6 +18,7 @@ from aiosmtpd.controller import Controller
 from sqlmodel import Session
 from twilio.request_validator import RequestValidator
 
+from dripcare.domain.replies import HELP_KEYWORDS, OPT_IN_KEYWORDS
 from dripcare.domain.unsubscribe import make_token
 from dripcare.store import config_files
 from dripcare.web import create_app
@@ -69,6 +70,26 @@ def test_every_opt_out_phrasing_revokes_sms_consent_and_cancels_pending_sms(rt, 
         after = {m.id: m for m in messages(engine, patient.id)}
         assert all((after[m.id].status, after[m.id].reason) == ("cancelled", "opted_out") for m in before), text
     assert [(r.taken_as, r.urgent) for r in inbound_rows(engine)] == [("opt_out", False)] * len(OPT_OUTS)
+
+
+@pytest.mark.parametrize("keyword", sorted(OPT_IN_KEYWORDS) + ["SÍ", "Start"])
+def test_every_opt_in_keyword_after_stop_gives_consent_again_and_plans_the_sms(rt, engine, site, keyword):
+    patient = enrolled(rt)
+    assert twiml_text(site.text("STOP")) == clinic_text(rt, "opt_out_reply")
+    assert not [m for m in pending(messages(engine, patient.id)) if m.channel == "sms"]
+    assert twiml_text(site.text(keyword)) == clinic_text(rt, "opt_in_reply")
+    latest = consents(engine, patient.id)[-1]
+    assert (latest.granted, latest.source, latest.evidence) == (True, "sms_keyword", keyword)
+    assert [m for m in pending(messages(engine, patient.id)) if m.channel == "sms"]
+
+
+@pytest.mark.parametrize("keyword", sorted(HELP_KEYWORDS) + ["Help"])
+def test_every_help_keyword_gets_the_help_reply_and_changes_no_consent(rt, engine, site, keyword):
+    patient = enrolled(rt)
+    before = consents(engine, patient.id)
+    assert twiml_text(site.text(keyword)) == clinic_text(rt, "help_reply")
+    assert consents(engine, patient.id) == before
+    assert [r.taken_as for r in inbound_rows(engine)] == ["help"]
 
 
 def test_every_crisis_phrasing_gets_the_crisis_reply_and_is_urgent(rt, engine, site):
