@@ -337,3 +337,17 @@ def test_a_reply_delivered_twice_at_once_is_stored_once_per_patient(rt, engine, 
                             range(4)))
     stored = [r for r in inbox.replies(rt, include_handled=True) if r.patient_id == patient.id]
     assert len(stored) == 1 and sum(not g.repeat for g in got) == 1
+
+
+def test_a_webhook_delivered_four_times_at_once_over_http_is_stored_once_and_told_once(rt, engine, site, caplog):
+    """The same retry, through signed HTTP to the threaded web process: every delivery is
+    answered 200 (Twilio stops retrying), one row is stored, one notice goes out."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    enrolled(rt)
+    with caplog.at_level(logging.INFO), ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda _: site.text("when is my session?", sid="SMtwiceHTTP"), range(4)))
+    assert [a.status_code for a in answers] == [200] * 4
+    assert [(r.provider_sid, r.taken_as) for r in inbound_rows(engine)] == [("SMtwiceHTTP", "reply")]
+    told = [r.getMessage() for r in caplog.records if "reply waiting in dripcare inbox" in r.getMessage()]
+    assert len(told) == 1, told
