@@ -122,9 +122,10 @@ def test_a_patient_with_nothing_yet_gets_a_page_that_says_so(cli, browser, tmp_p
 
 def test_a_timeline_page_to_a_place_that_cannot_be_written_is_one_line_and_nothing_else(cli, tmp_path):
     ok(cli("patient", "add", "--first-name", "Bo", "--last-name", "Li"))
-    for where, said in ((tmp_path, f"error: {tmp_path} is a folder; give a file name like {tmp_path / 'page.html'}"),
-                        (tmp_path / "missing" / "t.html", f"error: cannot write {tmp_path / 'missing' / 't.html'}: "
-                                                          "No such file or directory")):
+    for where, said in ((tmp_path, f"error: --html {tmp_path} is a folder; give a file name like "
+                                   f"{tmp_path / 'page.html'}"),
+                        (tmp_path / "missing" / "t.html", f"error: cannot write --html {tmp_path / 'missing' / 't.html'}"
+                                                          ": No such file or directory")):
         r = cli("timeline", "1", "--html", str(where))
         assert (r.code, r.out, r.err.strip().splitlines()) == (1, "", [said])
 

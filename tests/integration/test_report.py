@@ -242,6 +242,6 @@ def test_html_report_is_one_page_of_counts_with_no_patient_data(cli, clinic_day,
 def test_html_report_to_a_place_that_cannot_be_written_is_one_line(cli, tmp_path):
     r = cli("report", "--html", str(tmp_path / "missing" / "report.html"))
     assert r.code == 1
-    assert r.err.strip().splitlines() == [f"error: cannot write {tmp_path / 'missing' / 'report.html'}: "
+    assert r.err.strip().splitlines() == [f"error: cannot write --html {tmp_path / 'missing' / 'report.html'}: "
                                           "No such file or directory"]
-    assert cli("report", "--html", str(tmp_path)).err.startswith(f"error: {tmp_path} is a folder")
+    assert cli("report", "--html", str(tmp_path)).err.startswith(f"error: --html {tmp_path} is a folder")

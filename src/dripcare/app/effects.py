@@ -6,7 +6,7 @@ which nothing will go out, saying why. Front-desk staff read this instead of a t
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Generic, TypeVar
@@ -20,7 +20,7 @@ from dripcare.domain.statuses import ACTIVE_ENROLLMENT, COUNTED_SESSIONS, PENDIN
 from dripcare.store import consent as consent_rows
 from dripcare.store import outbox
 from dripcare.store import patients as patient_rows
-from dripcare.store.models import Enrollment, Patient
+from dripcare.store.models import Enrollment, Message, Patient
 from dripcare.store.outbox import RowBrief
 
 T = TypeVar("T")
@@ -119,15 +119,16 @@ def apply(rt, session: Session, patient: Patient, by: str | None, now: datetime,
         effect.next_message = NextMessage(nxt.id, nxt.next_attempt_at or nxt.due_at, nxt.channel, nxt.step_id)
     effect.notes = [f"session {sid} ({when(at, patient.timezone)}) is already in the past: nothing is sent "
                     f"before it" for sid, at in hints.past_sessions]
-    effect.notes += channel_notes(rt, session, patient, after, now, hints.dropped)
+    effect.notes += channel_notes(rt, session, patient, after.values(), now, hints.dropped)
     return Outcome(row, effect)
 
 
-def channel_notes(rt, session: Session, patient: Patient, rows: dict[int, RowBrief], now: datetime,
+def channel_notes(rt, session: Session, patient: Patient, rows: Iterable[RowBrief | Message], now: datetime,
                   dropped: Collection[str] = ()) -> list[str]:
-    """A line for each channel an enrollment's campaign uses on which nothing is planned."""
+    """A line for each channel an enrollment's campaign uses on which nothing is planned
+    (`rows`: the patient's messages, as briefs or as rows already read)."""
     # A scheduled row past its expiry will never go (the dispatcher expires it): it is not planned.
-    planned = {(r.enrollment_id, r.channel) for r in rows.values() if r.status == S.SCHEDULED and r.expires_at > now}
+    planned = {(r.enrollment_id, r.channel) for r in rows if r.status == S.SCHEDULED and r.expires_at > now}
     consent = consent_rows.consent_in_force(session, patient)
     notes = []
     for enrollment in patient_rows.enrollments_of(session, patient.id):

@@ -63,14 +63,14 @@ def page(title: str, body: str) -> str:
 
 
 def write_page(path: str | Path, html: str) -> Path:
-    """Write a page where staff asked; one line when it cannot be written."""
+    """Write a page where staff asked (`--html FILE`); one line when it cannot be written."""
     target = Path(path)
     if target.is_dir():
-        raise BadInput(f"{target} is a folder; give a file name like {target / 'page.html'}")
+        raise BadInput(f"--html {target} is a folder; give a file name like {target / 'page.html'}")
     try:
         target.write_text(html, encoding="utf-8")
     except OSError as error:
-        raise BadInput(f"cannot write {target}: {error.strerror or error}") from None
+        raise BadInput(f"cannot write --html {target}: {error.strerror or error}") from None
     return target
 
 

@@ -63,7 +63,7 @@ def timeline(rt, ref: str | int) -> Timeline:
         patient = find_patient(session, ref)
         course = course_of(session, patient.id)
         messages = outbox.of_patient(session, patient.id)
-        notes = channel_notes(rt, session, patient, outbox.briefs_of_patient(session, patient.id), now)
+        notes = channel_notes(rt, session, patient, messages, now)
         person = document(patient, current_consent(session, patient))
     numbers = {s["id"]: s["number"] for e in course for s in e["sessions"]}
     steps = {}
