@@ -16,6 +16,7 @@ from markupsafe import escape
 
 from dripcare.app import timelines
 from dripcare.app.timelines import REASON_MEANS
+from dripcare.app.wording import when
 from dripcare.domain.inputs import BadInput
 from dripcare.domain.statuses import MessageStatus as S
 from dripcare.domain.timing import resolve_wall, zone
@@ -122,11 +123,10 @@ class Mark:
 
     def label(self, tz_name: str) -> str:
         """What the chart writes beside the mark (the list below has the rest)."""
-        local = self.at.astimezone(zone(tz_name))
-        when = f"{'sent' if self.went_out else 'due'} {local:%a} {local.day} {local:%b %H:%M %Z}"
+        moment = f"{'sent' if self.went_out else 'due'} {when(self.at, tz_name, year=False)}"
         session = f" · session #{self.session}" if self.session else ""
         why = f": {self.why}" if self.why else ""
-        return f"{self.step} · {self.channel}{session} · {when} · {self.status}{why}"
+        return f"{self.step} · {self.channel}{session} · {moment} · {self.status}{why}"
 
 
 @dataclass(frozen=True)
@@ -152,11 +152,6 @@ class Course:
     sessions: list[Booked]
     marks: list[Mark]
     notes: list[str]  # why nothing is planned on a channel the campaign uses
-
-
-def local_time(instant: datetime, tz_name: str) -> str:
-    local = instant.astimezone(zone(tz_name))
-    return f"{local:%a} {local.day} {local:%b %Y %H:%M %Z}"
 
 
 def _moment(m) -> datetime:
@@ -190,7 +185,7 @@ def draw_course(course: Course) -> str:
     legend = _legend([(f"{s} ({n})", STATE_COLOURS[s], s in NOT_SENT) for s, n in counts.items() if n])
     body = [f"<h1>Course of {escape(title)}</h1>",
             f'<p class="meta">Times in the patient\'s zone, {escape(course.timezone)}. '
-            f"Drawn {escape(local_time(course.now, course.timezone))}. "
+            f"Drawn {escape(when(course.now, course.timezone))}. "
             f"{len(course.sessions)} sessions, {len(course.marks)} messages.</p>"]
     body += [f'<p class="note">note: {escape(note)}</p>' for note in course.notes]
     if not course.marks and not course.sessions:
@@ -315,7 +310,7 @@ class CourseChart:
 def _marks_table(course: Course) -> str:
     rows = "".join(
         f"<tr><td class='n'>{m.number}</td><td class='n'>{m.message_id}</td>"
-        f"<td class='nw'>{escape(local_time(m.at, course.timezone))}</td><td class='nw'>{escape(m.step)}</td>"
+        f"<td class='nw'>{escape(when(m.at, course.timezone))}</td><td class='nw'>{escape(m.step)}</td>"
         f"<td>{escape(m.channel)}</td><td>{f'#{m.session}' if m.session else ''}</td>"
         f"<td class='nw'>{_swatch(STATE_COLOURS.get(m.status, '#718096'), m.status in NOT_SENT)}"
         f"{escape(m.status)}</td>"
@@ -327,7 +322,7 @@ def _marks_table(course: Course) -> str:
 def _sessions_table(course: Course) -> str:
     rows = "".join(
         f"<tr><td>#{s.number}</td><td class='n'>{s.id}</td>"
-        f"<td class='nw'>{escape(local_time(s.starts_at, course.timezone))}</td>"
+        f"<td class='nw'>{escape(when(s.starts_at, course.timezone))}</td>"
         f"<td class='n'>{s.duration_minutes} min</td><td>{escape(s.campaign)}</td>"
         f"<td>{_swatch(SESSION_COLOURS.get(s.status, '#718096'))}{escape(s.status)}</td>"
         f"<td>{escape(s.external_id or '')}</td></tr>" for s in course.sessions)
