@@ -85,7 +85,8 @@ def _legend(keys: set[str]) -> None:
 def outbox(
     status: list[str] = typer.Option([], "--status", metavar="STATE",
                                      help=f"Only messages in this state ({', '.join(ALL)}); repeat for several."),
-    patient: Optional[str] = typer.Option(None, "--patient", metavar="PATIENT", help="Only this patient: their id, or mrn: and their MRN."),
+    patient: Optional[str] = typer.Option(None, "--patient", metavar="PATIENT",
+                                          help=f"Only this patient. {PATIENT_HELP}"),
     campaign: Optional[str] = typer.Option(None, "--campaign", metavar="ID", help="Only this campaign's messages."),
     since: Optional[str] = typer.Option(None, "--since", metavar="DATE",
                                         help="Only messages due from this date (or date and time), clinic's time."),
