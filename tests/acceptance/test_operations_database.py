@@ -144,9 +144,11 @@ def test_a_blocked_shared_memory_file_is_not_a_silent_death(clinic, tmp_path):
         _chattr("-i", shm)
         worker.stop()
     log = worker.log()
-    assert worker.process.returncode == -signal.SIGBUS
+    # The bus error ends it; faulthandler, writing the threads' stacks out of a broken
+    # mapping, may itself fault once more, so the exit is SIGBUS or, now and then, SIGSEGV.
+    assert worker.process.returncode in (-signal.SIGBUS, -signal.SIGSEGV), worker.process.returncode
     assert "database: sqlite:///" in log.splitlines()[2]  # it had said what it was using
-    assert "Fatal Python error: Bus error" in log
+    assert "Fatal Python error: Bus error" in log  # and why it died, whichever signal ended it
 
 
 def _fill(path: Path) -> None:
